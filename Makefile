@@ -1,0 +1,39 @@
+# kdag — developer entry points. `make demo` and `make test` are the two commands a
+# newcomer needs; everything they install is installed by the targets below.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The venv is rebuilt whenever the pinned dependencies change.
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==24.3.1
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## create the virtualenv with pinned dependencies
+
+.PHONY: lint
+lint: venv ## ruff and mypy --strict on operator/kdag
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/mypy
+
+.PHONY: crds
+crds: venv ## regenerate crds/ from the pydantic models
+	$(BIN)/python -m kdag.api.crdgen crds
+
+.PHONY: unit
+unit: venv ## unit and property tests (no cluster)
+	$(BIN)/pytest tests/unit
+
+-include hack/*.mk
