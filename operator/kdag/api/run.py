@@ -136,9 +136,6 @@ class NodeStatus(StatusModel):
     answered_at: str | None = Field(default=None, description="When the gate was answered.")
     item: str | None = Field(default=None, description="The fan-out item of this instance.")
     index: int | None = Field(default=None, description="The fan-out index of this instance.")
-    template: str | None = Field(
-        default=None, description="The workflow node this is an instance of, when fanned out."
-    )
 
 
 class WorkflowRunStatus(StatusModel):

@@ -1,0 +1,98 @@
+"""The node graph of a workflow: structure checks and orderings (networkx)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from kdag.api import NodeSpec, WorkflowSpec
+from kdag.engine.problems import Problem
+
+
+@dataclass(frozen=True)
+class WorkflowGraph:
+    """Dependency graphs of the main nodes and of the `finally` nodes, edges dep -> node."""
+
+    main: nx.DiGraph
+    final: nx.DiGraph
+    order: tuple[str, ...]  # main then finally, topological, ties broken by declaration
+
+    def ancestors(self, node: str) -> set[str]:
+        graph = self.main if node in self.main else self.final
+        return set(nx.ancestors(graph, node))
+
+
+def _build(nodes: list[NodeSpec]) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    for node in nodes:
+        graph.add_node(node.name)
+    for node in nodes:
+        for dep in node.dependencies:
+            if dep in graph:
+                graph.add_edge(dep, node.name)
+    return graph
+
+
+def structure_problems(workflow: WorkflowSpec) -> list[Problem]:
+    """Duplicate names, unknown or misplaced dependencies, and cycles (naming their nodes)."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    main_names = {n.name for n in workflow.nodes}
+    final_names = {n.name for n in workflow.finally_nodes}
+    for section, nodes in (("nodes", workflow.nodes), ("finally", workflow.finally_nodes)):
+        own = main_names if section == "nodes" else final_names
+        for node in nodes:
+            where = f"{section}[{node.name}]"
+            if node.name in seen:
+                problems.append(Problem(f"{where}.name", f"duplicate node name {node.name!r}"))
+            seen.add(node.name)
+            for i, dep in enumerate(node.dependencies):
+                field = f"{where}.dependsOn[{i}]"
+                if dep == node.name:
+                    problems.append(Problem(field, "a node cannot depend on itself"))
+                elif dep in own:
+                    continue
+                elif section == "nodes" and dep in final_names:
+                    problems.append(
+                        Problem(field, f"{dep!r} is a finally node; main nodes cannot wait for it")
+                    )
+                elif section == "finally" and dep in main_names:
+                    problems.append(
+                        Problem(
+                            field,
+                            f"{dep!r} is a main node; finally nodes run after all of them "
+                            "anyway, so depend only on other finally nodes",
+                        )
+                    )
+                else:
+                    problems.append(Problem(field, f"unknown node {dep!r}"))
+    for section, nodes in (("nodes", workflow.nodes), ("finally", workflow.finally_nodes)):
+        problems.extend(_cycle_problems(section, _build(nodes)))
+    return problems
+
+
+def _cycle_problems(section: str, graph: nx.DiGraph) -> list[Problem]:
+    problems = []
+    for component in nx.strongly_connected_components(graph):
+        if len(component) < 2:
+            continue
+        cycle = nx.find_cycle(graph.subgraph(component))
+        names = [edge[0] for edge in cycle] + [cycle[0][0]]
+        first = min(component)
+        problems.append(
+            Problem(f"{section}[{first}].dependsOn", "dependency cycle: " + " -> ".join(names))
+        )
+    return sorted(problems)
+
+
+def build_graph(workflow: WorkflowSpec) -> WorkflowGraph:
+    """Graphs of a workflow that passed `structure_problems`."""
+    main = _build(workflow.nodes)
+    final = _build(workflow.finally_nodes)
+    position = {n.name: i for i, n in enumerate(workflow.all_nodes)}
+    order = [
+        *nx.lexicographical_topological_sort(main, key=lambda n: position[n]),
+        *nx.lexicographical_topological_sort(final, key=lambda n: position[n]),
+    ]
+    return WorkflowGraph(main=main, final=final, order=tuple(order))

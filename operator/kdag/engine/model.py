@@ -1,0 +1,134 @@
+"""What the planner is given and what it returns: plain, immutable values.
+
+The operator turns Kubernetes objects into these before planning and turns the actions back
+into API calls after; the planner never sees a client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from kdag.api import WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
+
+# Annotations users set on a run to steer it (SPEC §3).
+APPROVE_PREFIX = "approve.kdag.dev/"
+REJECT_PREFIX = "reject.kdag.dev/"
+RERUN_ANNOTATION = "kdag.dev/rerun"
+
+# Labels and annotations kdag puts on the Jobs it creates.
+LABEL_RUN = "kdag.dev/run"
+LABEL_NODE = "kdag.dev/node"
+LABEL_ATTEMPT = "kdag.dev/attempt"
+LABEL_WORKFLOW = "kdag.dev/workflow"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "kdag"
+ANNOTATION_INSTANCE = "kdag.dev/node-instance"
+ANNOTATION_READY_AT = "kdag.dev/ready-at"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The run as the planner needs it: identity, spec, annotations, and the workflow.
+
+    `workflow` is the resolved Workflow spec (from workflowRef or inline); the planner only
+    uses it until the run has taken its snapshot in status. `problem` carries an error found
+    while resolving or parsing (unknown workflowRef, schema error), which makes the run Invalid.
+    """
+
+    name: str
+    namespace: str
+    uid: str
+    spec: WorkflowRunSpec
+    workflow: WorkflowSpec | None = None
+    workflow_name: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    generation: int | None = None
+    problem: str | None = None
+    max_nodes: int = 10_000
+
+
+class JobState(StrEnum):
+    ACTIVE = "Active"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """A Job of this run as last seen, with its pod's container result folded in."""
+
+    name: str
+    instance: str
+    attempt: int
+    state: JobState
+    reason: str | None = None  # Job condition reason: DeadlineExceeded, BackoffLimitExceeded
+    message: str | None = None  # Job condition message
+    exit_code: int | None = None
+    termination_message: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything observed about a run's Jobs, keyed by Job name."""
+
+    jobs: Mapping[str, JobObservation] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    instance: str
+    attempt: int
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RemoveAnnotations:
+    """Answers that a rerun consumed (a reject must not fail the rerun gate again)."""
+
+    keys: tuple[str, ...]
+
+
+Action = CreateJob | DeleteJob | EmitEvent | RemoveAnnotations
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    status: WorkflowRunStatus
+    actions: list[Action]
+    requeue_at: datetime | None = None
+
+    @property
+    def jobs_to_create(self) -> list[CreateJob]:
+        return [a for a in self.actions if isinstance(a, CreateJob)]
+
+    @property
+    def jobs_to_delete(self) -> list[DeleteJob]:
+        return [a for a in self.actions if isinstance(a, DeleteJob)]
+
+    @property
+    def events(self) -> list[EmitEvent]:
+        return [a for a in self.actions if isinstance(a, EmitEvent)]

@@ -1,0 +1,71 @@
+"""Deterministic, valid Kubernetes names for the objects a run creates.
+
+A restarted operator must compute exactly the same Job name for the same node attempt, so
+that creating it again answers AlreadyExists (adopt) instead of starting a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_NAME = 63
+_INVALID = re.compile(r"[^a-z0-9-]+")
+_DASHES = re.compile(r"-{2,}")
+_SAFE_ITEM = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
+
+
+def instance_key(node: str, label: str | None) -> str:
+    """Status key of a node or fan-out instance: `transform` or `transform[eu]`."""
+    return node if label is None else f"{node}[{label}]"
+
+
+def item_labels(items: list[str]) -> list[str]:
+    """Instance labels for fan-out items: the items themselves when they are short and
+    distinct, otherwise their indexes, so keys stay readable yet unique."""
+    if len(set(items)) == len(items) and all(_SAFE_ITEM.match(i) for i in items):
+        return list(items)
+    return [str(i) for i in range(len(items))]
+
+
+def sanitize(text: str) -> str:
+    """Lowercase DNS-label characters only, no leading/trailing/double dashes."""
+    cleaned = _DASHES.sub("-", _INVALID.sub("-", text.lower())).strip("-")
+    return cleaned or "x"
+
+
+def _digest(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def shorten(name: str, limit: int = MAX_NAME, *, exact: bool = True) -> str:
+    """`name` if it is valid and short enough; else a prefix plus a hash of the full text.
+
+    `exact=False` says the caller's name lost information while sanitizing, so the hash is
+    needed even when it fits, to keep distinct inputs distinct.
+    """
+    if exact and len(name) <= limit:
+        return name
+    digest = _digest(name)
+    prefix = name[: limit - len(digest) - 1].rstrip("-")
+    return f"{prefix}-{digest}"
+
+
+def job_name(run: str, instance: str, attempt: int) -> str:
+    """`<run>-<node>-<attempt>`, hashed to stay a valid 63-character DNS label."""
+    node_part = sanitize(instance)
+    suffix = f"-{attempt}"
+    base = f"{run}-{node_part}"
+    exact = node_part == instance and sanitize(run) == run
+    if exact and len(base) + len(suffix) <= MAX_NAME:
+        return base + suffix
+    digest = _digest(f"{run}/{instance}")
+    room = MAX_NAME - len(suffix) - len(digest) - 1
+    prefix = sanitize(base[:room]).rstrip("-")
+    return f"{prefix}-{digest}{suffix}"
+
+
+def label_value(text: str) -> str:
+    """A valid label value (<= 63 chars, alphanumeric ends) that identifies `text`."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
+    return shorten(cleaned or "x", exact=cleaned == text)

@@ -1,0 +1,869 @@
+"""The planner: given a run, its status, the observed Jobs and the time, decide what happens.
+
+`plan()` is a pure function. It returns the new status and the actions that bring the
+cluster in line with it (create Job, delete Job, post Event, drop consumed annotations), plus
+the time it wants to be called again. Calling it again with its own output and the Jobs it
+asked for yields no new actions, which is what lets a restarted operator resume safely.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from kdag.api import (
+    Condition,
+    NodePhase,
+    NodeStatus,
+    RunPhase,
+    SkipReason,
+    WorkflowRunStatus,
+    WorkflowSpec,
+)
+from kdag.engine import conditions, jobs, names, templating
+from kdag.engine.defaults import effective_node
+from kdag.engine.graph import build_graph
+from kdag.engine.model import (
+    APPROVE_PREFIX,
+    REJECT_PREFIX,
+    RERUN_ANNOTATION,
+    Action,
+    CreateJob,
+    DeleteJob,
+    EmitEvent,
+    JobObservation,
+    JobState,
+    Observed,
+    PlanResult,
+    RemoveAnnotations,
+    RunContext,
+)
+from kdag.engine.problems import Problem, describe
+from kdag.engine.timeutil import format_duration, parse_iso, to_iso, to_iso_precise
+from kdag.engine.validation import resolve_params, validate_workflow
+
+ACTIVE_PHASES = frozenset({NodePhase.RUNNING, NodePhase.QUEUED, NodePhase.RETRYING})
+_MAX_PASSES = 64
+
+
+def plan(
+    ctx: RunContext, status: WorkflowRunStatus | None, observed: Observed, now: datetime
+) -> PlanResult:
+    """The next status of the run and the actions to get there (see module docstring)."""
+    return _Planner(ctx, status or WorkflowRunStatus(), observed, now).plan()
+
+
+def template_of(key: str) -> str:
+    """The workflow node a status key belongs to: `transform[eu]` -> `transform`."""
+    bracket = key.find("[")
+    return key if bracket < 0 else key[:bracket]
+
+
+def retry_delay(backoff_seconds: int, factor: float, max_backoff: int, retry: int) -> float:
+    """Seconds before retry number `retry` (1-based): min(backoff * factor^(n-1), max)."""
+    return float(min(backoff_seconds * factor ** (retry - 1), max_backoff))
+
+
+def parse_outputs(message: str | None) -> tuple[dict[str, str] | None, str | None]:
+    """Outputs from a termination message: a flat JSON object; non-string values become JSON.
+
+    Returns (outputs, note); the note explains why a non-empty message gave no outputs.
+    """
+    if not message or not message.strip():
+        return None, None
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return None, "termination message is not JSON, so the node has no outputs"
+    if not isinstance(value, dict):
+        return None, "termination message is not a JSON object, so the node has no outputs"
+    return {
+        str(k): v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+        for k, v in value.items()
+    }, None
+
+
+class _Planner:
+    def __init__(
+        self, ctx: RunContext, status: WorkflowRunStatus, observed: Observed, now: datetime
+    ) -> None:
+        self.ctx = ctx
+        self.old = status
+        self.status = status.model_copy(deep=True)
+        self.nodes: dict[str, NodeStatus] = self.status.nodes or {}
+        self.observed = observed
+        self.now = now
+        self.now_iso = to_iso(now)
+        self.actions: list[Action] = []
+        self.start_failures = False
+        self.views: dict[str, dict[str, Any]] | None = None
+
+    # ----------------------------------------------------------------- entry point
+
+    def plan(self) -> PlanResult:
+        old_phase = self.old.phase
+        if old_phase is not None and old_phase.terminal:
+            if not self._rerun_requested() or old_phase is RunPhase.INVALID:
+                return PlanResult(self.old, [])
+            self._rerun()
+        elif self.status.workflow is None:
+            problems = self._start()
+            if problems:
+                return self._invalid(describe(problems))
+        else:
+            self._ignore_rerun_while_active()
+        workflow = self.status.workflow
+        assert workflow is not None
+        self.workflow = workflow
+        self.graph = build_graph(workflow)
+        self.position = {name: i for i, name in enumerate(self.graph.order)}
+        self.specs = {n.name: n for n in workflow.all_nodes}
+        self.final_names = {n.name for n in workflow.finally_nodes}
+        self._abort_if_requested()
+        for _ in range(_MAX_PASSES):
+            self.start_failures = False
+            self._advance_all()
+            self._schedule()
+            if not self.start_failures:
+                break
+        self._finish()
+        return PlanResult(self.status, self.actions, self._requeue_at())
+
+    # ----------------------------------------------------------------- starting
+
+    def _start(self) -> list[Problem]:
+        """Validate and snapshot the workflow, resolve params, create the node entries."""
+        if self.ctx.problem is not None:
+            return [Problem("spec", self.ctx.problem)]
+        workflow = self.ctx.workflow
+        if workflow is None:
+            return [Problem("spec", "set workflowRef or an inline workflow")]
+        problems = validate_workflow(workflow, max_nodes=self.ctx.max_nodes)
+        params, param_problems = resolve_params(workflow, self.ctx.spec.params)
+        if self.ctx.workflow_name and problems:
+            problems = [
+                Problem(f"workflow {self.ctx.workflow_name}: {p.path}", p.message) for p in problems
+            ]
+        problems += param_problems
+        if problems:
+            return problems
+        self.status.workflow = workflow
+        self.status.workflow_name = self.ctx.workflow_name
+        self.status.params = params
+        self.status.started_at = self.now_iso
+        for node in workflow.all_nodes:
+            if node.for_each is None:
+                self.nodes[node.name] = NodeStatus(phase=NodePhase.PENDING)
+                continue
+            labels = names.item_labels(node.for_each)
+            for index, (item, label) in enumerate(zip(node.for_each, labels, strict=True)):
+                key = names.instance_key(node.name, label)
+                self.nodes[key] = NodeStatus(phase=NodePhase.PENDING, item=item, index=index)
+            if not node.for_each:
+                self.nodes[node.name] = self._no_items_status()
+        self.status.nodes = self.nodes
+        return []
+
+    def _no_items_status(self) -> NodeStatus:
+        return NodeStatus(
+            phase=NodePhase.SKIPPED,
+            skip_reason=SkipReason.NO_ITEMS,
+            message="forEach has no items",
+            finished_at=self.now_iso,
+        )
+
+    def _invalid(self, message: str) -> PlanResult:
+        self.status = WorkflowRunStatus(
+            phase=RunPhase.INVALID,
+            message=message,
+            started_at=self.old.started_at or self.now_iso,
+            finished_at=self.now_iso,
+            observed_generation=self.ctx.generation,
+            workflow_name=self.ctx.workflow_name,
+            progress="0/0",
+        )
+        self._set_conditions()
+        if self.old.phase is not RunPhase.INVALID:
+            self._event("Warning", "Invalid", message)
+        return PlanResult(self.status, self.actions)
+
+    # ----------------------------------------------------------------- rerun
+
+    def _rerun_requested(self) -> bool:
+        token = self.ctx.annotations.get(RERUN_ANNOTATION)
+        return token is not None and token != self.old.rerun_token
+
+    def _ignore_rerun_while_active(self) -> None:
+        if self._rerun_requested():
+            self.status.rerun_token = self.ctx.annotations[RERUN_ANNOTATION]
+            self._event(
+                "Warning",
+                "RerunIgnored",
+                "the run has not finished; annotate kdag.dev/rerun again once it has",
+            )
+
+    def _rerun(self) -> None:
+        """Reset failed, timed-out, cancelled and skipped nodes (and all finally nodes)."""
+        self.status.rerun_token = self.ctx.annotations[RERUN_ANNOTATION]
+        workflow = self.status.workflow
+        assert workflow is not None
+        finals = {n.name for n in workflow.finally_nodes}
+        gates = {n.name for n in workflow.nodes if n.approval is not None}
+        reset: list[str] = []
+        for key, ns in self.nodes.items():
+            is_final = template_of(key) in finals
+            if is_final or ns.phase in (
+                NodePhase.FAILED,
+                NodePhase.TIMED_OUT,
+                NodePhase.CANCELLED,
+                NodePhase.SKIPPED,
+            ):
+                self.nodes[key] = NodeStatus(
+                    phase=NodePhase.PENDING, attempt=ns.attempt, item=ns.item, index=ns.index
+                )
+                if not is_final:
+                    reset.append(key)
+        self.status.reruns = (self.status.reruns or 0) + 1
+        # The run timeout measures this attempt of the run, not the first one.
+        self.status.started_at = self.now_iso
+        self.status.ending_phase = None
+        self.status.finished_at = None
+        self.status.duration = None
+        self.status.phase = RunPhase.RUNNING
+        self._event("Normal", "Rerun", f"rerunning {len(reset)} node(s): {_short_list(reset)}")
+        consumed = tuple(
+            REJECT_PREFIX + key
+            for key in reset
+            if key in gates and REJECT_PREFIX + key in self.ctx.annotations
+        )
+        if consumed:
+            self.actions.append(RemoveAnnotations(consumed))
+
+    # ----------------------------------------------------------------- cancel and timeout
+
+    def _abort_if_requested(self) -> None:
+        if self.status.ending_phase is not None:
+            return
+        if self.ctx.spec.cancel:
+            self._abort(RunPhase.CANCELLED, "cancelled: spec.cancel is true")
+            return
+        timeout = self.workflow.timeout_seconds
+        started = self.status.started_at
+        if timeout and started and self.now >= parse_iso(started) + timedelta(seconds=timeout):
+            self._abort(RunPhase.TIMED_OUT, f"the run exceeded its timeoutSeconds ({timeout}s)")
+
+    def _abort(self, ending: RunPhase, reason: str) -> None:
+        """Stop every unfinished main node; `finally` nodes still run."""
+        self.status.ending_phase = ending
+        for key, ns in self.nodes.items():
+            if template_of(key) in self.final_names or ns.phase.terminal:
+                continue
+            if ns.phase is NodePhase.RUNNING and ns.job:
+                self.actions.append(DeleteJob(ns.job, reason))
+                if ending is RunPhase.TIMED_OUT:
+                    self._finish_node(key, NodePhase.TIMED_OUT, reason)
+                    continue
+            self._finish_node(key, NodePhase.CANCELLED, reason)
+        self._event("Warning" if ending is RunPhase.TIMED_OUT else "Normal", str(ending), reason)
+
+    # ----------------------------------------------------------------- advancing nodes
+
+    def _keys_by_template(self) -> dict[str, list[str]]:
+        by_template: dict[str, list[str]] = {name: [] for name in self.graph.order}
+        for key in self.nodes:
+            by_template.setdefault(template_of(key), []).append(key)
+        for keys in by_template.values():
+            keys.sort(key=lambda k: self.nodes[k].index or 0)
+        return by_template
+
+    def _advance_all(self) -> None:
+        self.by_template = self._keys_by_template()
+        main = [name for name in self.graph.order if name not in self.final_names]
+        for name in main:
+            self._advance_template(name)
+        self._stop_after_failure()
+        if all(self.nodes[k].phase.terminal for name in main for k in self.by_template[name]):
+            if self.status.ending_phase is None:
+                self.status.ending_phase = self._main_outcome(main)
+            for name in self.graph.order:
+                if name in self.final_names:
+                    self._advance_template(name)
+
+    def _main_outcome(self, main: list[str]) -> RunPhase:
+        for name in main:
+            for key in self.by_template[name]:
+                if self.nodes[key].phase.unsuccessful:
+                    return RunPhase.FAILED
+        return RunPhase.SUCCEEDED
+
+    def _advance_template(self, name: str) -> None:
+        # Dependencies come earlier in topological order, so their state is settled for
+        # this pass: compute it once for all instances of the template.
+        deps: tuple[str, str | None] | None = None
+        for key in list(self.by_template[name]):
+            if self.nodes[key].phase is NodePhase.PENDING and deps is None:
+                deps = self._dependency_state(name)
+            self._advance(key, deps)
+
+    def _advance(self, key: str, deps: tuple[str, str | None] | None) -> None:
+        ns = self.nodes[key]
+        if ns.phase is NodePhase.RUNNING:
+            self._observe_job(key, ns)
+        elif ns.phase is NodePhase.RETRYING:
+            if ns.next_attempt_at and parse_iso(ns.next_attempt_at) <= self.now:
+                ns.phase = NodePhase.QUEUED
+                ns.next_attempt_at = None
+        elif ns.phase is NodePhase.WAITING_FOR_APPROVAL:
+            self._check_approval(key, ns)
+        elif ns.phase is NodePhase.PENDING:
+            assert deps is not None
+            self._advance_pending(key, ns, deps)
+
+    def _dependency_state(self, name: str) -> tuple[str, str | None]:
+        """('ready' | 'waiting' | 'blocked', blocking node) for the template `name`."""
+        waiting = False
+        for dep in self.specs[name].dependencies:
+            for key in self.by_template.get(dep, []):
+                ns = self.nodes[key]
+                if ns.phase.unsuccessful or (
+                    ns.phase is NodePhase.SKIPPED
+                    and not (ns.skip_reason and ns.skip_reason.lets_dependents_run)
+                ):
+                    return "blocked", key
+                if ns.phase is not NodePhase.SUCCEEDED and ns.phase is not NodePhase.SKIPPED:
+                    waiting = True
+        return ("waiting", None) if waiting else ("ready", None)
+
+    def _advance_pending(self, key: str, ns: NodeStatus, deps: tuple[str, str | None]) -> None:
+        name = template_of(key)
+        state, blocker = deps
+        if state == "waiting":
+            return
+        if state == "blocked":
+            assert blocker is not None
+            self.views = None
+            phase = self.nodes[blocker].phase
+            ns.phase = NodePhase.SKIPPED
+            ns.skip_reason = SkipReason.UPSTREAM
+            ns.message = f"upstream node {blocker} {_phase_verb(phase)}"
+            ns.finished_at = self.now_iso
+            return
+        spec = self.specs[name]
+        if spec.for_each_from is not None and key == name:
+            self._expand(name)
+            return
+        if spec.when is not None:
+            try:
+                run_it = conditions.evaluate(spec.when, self._activation(ns.item))
+            except conditions.ConditionError as exc:
+                self._finish_node(key, NodePhase.FAILED, f"when: {exc}")
+                return
+            if not run_it:
+                self.views = None
+                ns.phase = NodePhase.SKIPPED
+                ns.skip_reason = SkipReason.WHEN_FALSE
+                ns.message = f"when {spec.when!r} was false"
+                ns.finished_at = self.now_iso
+                return
+        if spec.approval is not None:
+            ns.phase = NodePhase.WAITING_FOR_APPROVAL
+            ns.started_at = self.now_iso
+            ns.message = spec.approval.message or "waiting for approval"
+            self._event(
+                "Normal",
+                "ApprovalRequested",
+                f"node {key} waits for approval: {ns.message} "
+                f"(kubectl annotate workflowrun {self.ctx.name} {APPROVE_PREFIX}{key}=<you>)",
+            )
+            self._check_approval(key, ns)
+            return
+        ns.phase = NodePhase.QUEUED
+        ns.ready_at = to_iso_precise(self.now)
+
+    def _expand(self, name: str) -> None:
+        """Fan out over the JSON array that forEachFrom renders to, now that it is known."""
+        spec = self.specs[name]
+        assert spec.for_each_from is not None
+        try:
+            text = templating.render(spec.for_each_from, self._template_context(None))
+            items = json.loads(text)
+        except templating.TemplateError as exc:
+            self._finish_node(name, NodePhase.FAILED, f"forEachFrom: {exc}")
+            return
+        except ValueError:
+            self._finish_node(
+                name, NodePhase.FAILED, f"forEachFrom: {text[:200]!r} is not a JSON array"
+            )
+            return
+        if not isinstance(items, list):
+            self._finish_node(name, NodePhase.FAILED, "forEachFrom: the value is not a JSON array")
+            return
+        room = self.ctx.max_nodes - len(self.nodes) + 1
+        if len(items) > room:
+            self._finish_node(
+                name,
+                NodePhase.FAILED,
+                f"forEachFrom: {len(items)} items would exceed the maximum of "
+                f"{self.ctx.max_nodes} nodes per run",
+            )
+            return
+        if not items:
+            self.nodes[name] = self._no_items_status()
+            return
+        values = [i if isinstance(i, str) else json.dumps(i, separators=(",", ":")) for i in items]
+        del self.nodes[name]
+        keys = []
+        for index, (item, label) in enumerate(zip(values, names.item_labels(values), strict=True)):
+            key = names.instance_key(name, label)
+            self.nodes[key] = NodeStatus(phase=NodePhase.PENDING, item=item, index=index)
+            keys.append(key)
+        self.by_template[name] = keys
+        self.views = None
+        for key in keys:
+            self._advance_pending(key, self.nodes[key], ("ready", None))
+
+    # ----------------------------------------------------------------- approvals
+
+    def _check_approval(self, key: str, ns: NodeStatus) -> None:
+        annotations = self.ctx.annotations
+        rejected = annotations.get(REJECT_PREFIX + key)
+        approved = annotations.get(APPROVE_PREFIX + key)
+        if rejected is not None:
+            ns.rejected_by = rejected
+            ns.answered_at = self.now_iso
+            self._finish_node(key, NodePhase.FAILED, f"rejected: {rejected}")
+            self._event("Warning", "ApprovalRejected", f"node {key} was rejected: {rejected}")
+            return
+        if approved is not None:
+            ns.approved_by = approved
+            ns.answered_at = self.now_iso
+            self._finish_node(key, NodePhase.SUCCEEDED, f"approved by {approved}")
+            self._event("Normal", "Approved", f"node {key} was approved by {approved}")
+            return
+        spec = self.specs[template_of(key)].approval
+        assert spec is not None
+        if spec.timeout_seconds and ns.started_at:
+            deadline = parse_iso(ns.started_at) + timedelta(seconds=spec.timeout_seconds)
+            if self.now >= deadline:
+                reason = f"nobody answered within {spec.timeout_seconds}s"
+                self._finish_node(key, NodePhase.FAILED, f"approval timed out: {reason}")
+                self._event("Warning", "ApprovalTimedOut", f"node {key}: {reason}")
+
+    # ----------------------------------------------------------------- Jobs
+
+    def _observe_job(self, key: str, ns: NodeStatus) -> None:
+        job = self.observed.jobs.get(ns.job or "")
+        if job is None or job.deleting:
+            self._attempt_failed(
+                key, ns, NodePhase.FAILED, f"Job {ns.job} was deleted before it finished", None
+            )
+            return
+        if job.state is JobState.ACTIVE:
+            return
+        finished = to_iso(job.finished_at) if job.finished_at else self.now_iso
+        if job.state is JobState.SUCCEEDED:
+            outputs, note = parse_outputs(job.termination_message)
+            ns.outputs = outputs
+            ns.exit_code = job.exit_code if job.exit_code is not None else 0
+            self._finish_node(key, NodePhase.SUCCEEDED, note, finished_at=finished)
+            return
+        timed_out = job.reason == "DeadlineExceeded"
+        self._attempt_failed(
+            key,
+            ns,
+            NodePhase.TIMED_OUT if timed_out else NodePhase.FAILED,
+            _failure_message(job, timed_out),
+            job.exit_code,
+            finished,
+        )
+
+    def _attempt_failed(
+        self,
+        key: str,
+        ns: NodeStatus,
+        phase: Literal[NodePhase.FAILED, NodePhase.TIMED_OUT],
+        message: str,
+        exit_code: int | None,
+        finished_at: str | None = None,
+    ) -> None:
+        ns.exit_code = exit_code
+        retry = effective_node(self.workflow, self.specs[template_of(key)]).retry
+        used = ns.retries or 0
+        if retry is not None and used < retry.limit:
+            delay = retry_delay(
+                retry.backoff_seconds, retry.factor, retry.max_backoff_seconds, used + 1
+            )
+            ns.retries = used + 1
+            ns.phase = NodePhase.RETRYING
+            ns.next_attempt_at = to_iso(self.now + timedelta(seconds=math.ceil(delay)))
+            ns.message = (
+                f"attempt {ns.attempt} {_phase_verb(phase)}: {message}; "
+                f"retry {used + 1}/{retry.limit} at {ns.next_attempt_at}"
+            )
+            self._event("Normal", "NodeRetrying", f"node {key}: {ns.message}")
+            return
+        self._finish_node(key, phase, message, finished_at=finished_at)
+
+    def _finish_node(
+        self,
+        key: str,
+        phase: NodePhase,
+        message: str | None,
+        *,
+        finished_at: str | None = None,
+    ) -> None:
+        """Make the node terminal. Never retries: callers that retry use _attempt_failed."""
+        ns = self.nodes[key]
+        self.views = None
+        ns.phase = phase
+        ns.message = message
+        ns.finished_at = finished_at or self.now_iso
+        ns.next_attempt_at = None
+        ns.ready_at = None
+        if phase in (NodePhase.FAILED, NodePhase.TIMED_OUT):
+            self._event("Warning", f"Node{phase}", f"node {key} {_phase_verb(phase)}: {message}")
+
+    # ----------------------------------------------------------------- scheduling
+
+    def _suspended(self) -> bool:
+        if not self.ctx.spec.suspend:
+            return False
+        # A cancelled or timed-out run still runs its finally nodes, suspended or not.
+        return self.status.ending_phase not in (RunPhase.CANCELLED, RunPhase.TIMED_OUT)
+
+    def _schedule(self) -> None:
+        if self._suspended():
+            return
+        limit = self.workflow.parallelism or math.inf
+        active = sum(1 for ns in self.nodes.values() if ns.phase is NodePhase.RUNNING)
+        queued = [k for k, ns in self.nodes.items() if ns.phase is NodePhase.QUEUED]
+        queued.sort(key=lambda k: (self.position[template_of(k)], self.nodes[k].index or 0))
+        for key in queued:
+            if active >= limit:
+                break
+            if self._start_node(key):
+                active += 1
+
+    def _start_node(self, key: str) -> bool:
+        ns = self.nodes[key]
+        node = effective_node(self.workflow, self.specs[template_of(key)])
+        ctx = self._template_context(ns.item)
+        try:
+            command = [templating.render(t, ctx) for t in node.command] if node.command else None
+            args = [templating.render(t, ctx) for t in node.args] if node.args else None
+            env = [
+                e.model_copy(update={"value": templating.render(e.value, ctx)})
+                if e.value is not None
+                else e
+                for e in node.env or []
+            ]
+        except templating.TemplateError as exc:
+            self._finish_node(key, NodePhase.FAILED, f"template: {exc}")
+            self.start_failures = True
+            return False
+        attempt = (ns.attempt or 0) + 1
+        manifest = jobs.build_job(
+            run_name=self.ctx.name,
+            run_namespace=self.ctx.namespace,
+            run_uid=self.ctx.uid,
+            workflow_name=self.status.workflow_name or self.ctx.name,
+            instance=key,
+            attempt=attempt,
+            node=node,
+            command=command,
+            args=args,
+            env=env,
+            ready_at=ns.ready_at,
+        )
+        name = manifest["metadata"]["name"]
+        existing = self.observed.jobs.get(name)
+        if existing is None:
+            self.actions.append(CreateJob(key, attempt, manifest))
+        ns.phase = NodePhase.RUNNING
+        ns.attempt = attempt
+        ns.job = name
+        ns.started_at = to_iso(existing.started_at) if existing and existing.started_at else None
+        ns.started_at = ns.started_at or self.now_iso
+        ns.ready_at = None
+        ns.message = None
+        ns.exit_code = None
+        if existing is not None and existing.state is not JobState.ACTIVE:
+            self.start_failures = True  # adopted a finished Job: observe it in another pass
+        return True
+
+    # ----------------------------------------------------------------- templates and CEL
+
+    def _node_views(self) -> dict[str, dict[str, Any]]:
+        """Per workflow node: its phase and outputs; fanned-out outputs are lists.
+
+        Cached until a node finishes: thousands of starts in one pass share one view.
+        """
+        if self.views is None:
+            self.views = self._compute_views()
+        return self.views
+
+    def _compute_views(self) -> dict[str, dict[str, Any]]:
+        views: dict[str, dict[str, Any]] = {}
+        for name, keys in self._keys_by_template().items():
+            spec = self.specs.get(name)
+            if spec is None or not keys:
+                continue
+            statuses = [self.nodes[k] for k in keys]
+            if spec.fans_out:
+                merged: dict[str, list[str]] = {}
+                for ns in statuses:
+                    for out_key, value in (ns.outputs or {}).items():
+                        merged.setdefault(out_key, []).append(value)
+                views[name] = {"phase": _aggregate_phase(statuses), "outputs": merged}
+            else:
+                views[name] = {
+                    "phase": str(statuses[0].phase),
+                    "outputs": statuses[0].outputs or {},
+                }
+        return views
+
+    def _run_view(self) -> dict[str, str]:
+        ending = self.status.ending_phase
+        return {
+            "name": self.ctx.name,
+            "namespace": self.ctx.namespace,
+            "uid": self.ctx.uid,
+            "phase": str(ending) if ending is not None else str(RunPhase.RUNNING),
+        }
+
+    def _template_context(self, item: str | None) -> templating.TemplateContext:
+        return templating.TemplateContext(
+            params=self.status.params or {},
+            nodes=self._node_views(),
+            run=self._run_view(),
+            item=item,
+        )
+
+    def _activation(self, item: str | None) -> dict[str, Any]:
+        activation: dict[str, Any] = {
+            "params": self.status.params or {},
+            "nodes": self._node_views(),
+            "run": self._run_view(),
+        }
+        if item is not None:
+            activation["item"] = item
+        return activation
+
+    # ----------------------------------------------------------------- stop after failure
+
+    def _stop_after_failure(self) -> None:
+        """onFailure: stop — once a main node fails, nothing new starts."""
+        if not self.workflow.stops_on_failure or self.status.ending_phase is not None:
+            return
+        failed = next(
+            (
+                k
+                for k, ns in self.nodes.items()
+                if template_of(k) not in self.final_names
+                and ns.phase in (NodePhase.FAILED, NodePhase.TIMED_OUT)
+            ),
+            None,
+        )
+        if failed is None:
+            return
+        reason = f"not started: node {failed} failed and onFailure is stop"
+        for key, ns in self.nodes.items():
+            if template_of(key) in self.final_names:
+                continue
+            if ns.phase in (NodePhase.PENDING, NodePhase.QUEUED, NodePhase.WAITING_FOR_APPROVAL):
+                ns.phase = NodePhase.SKIPPED
+                ns.skip_reason = SkipReason.STOPPED
+                ns.message = reason
+                ns.finished_at = self.now_iso
+                ns.ready_at = None
+            elif ns.phase is NodePhase.RETRYING:
+                self._finish_node(
+                    key,
+                    NodePhase.FAILED,
+                    f"{ns.message}; retry abandoned: node {failed} failed and onFailure is stop",
+                )
+
+    # ----------------------------------------------------------------- run phase
+
+    def _finish(self) -> None:
+        status = self.status
+        status.nodes = self.nodes
+        status.observed_generation = self.ctx.generation
+        counts = _count(self.nodes.values())
+        terminal = sum(n for phase, n in counts.items() if phase.terminal)
+        status.progress = f"{terminal}/{len(self.nodes)}"
+        if terminal == len(self.nodes):
+            ending = status.ending_phase or RunPhase.SUCCEEDED
+            status.phase = ending
+            status.finished_at = status.finished_at or self.now_iso
+            started = parse_iso(status.started_at or self.now_iso)
+            status.duration = format_duration(
+                (parse_iso(status.finished_at) - started).total_seconds()
+            )
+            status.message = self._final_message(ending, counts)
+        elif self._suspended():
+            status.phase = RunPhase.SUSPENDED
+            running = counts.get(NodePhase.RUNNING, 0)
+            status.message = f"suspended: {running} running node(s) finish, no new nodes start"
+        elif any(counts.get(p) for p in ACTIVE_PHASES):
+            status.phase = RunPhase.RUNNING
+            status.message = _running_message(counts)
+        elif counts.get(NodePhase.WAITING_FOR_APPROVAL):
+            status.phase = RunPhase.WAITING_FOR_APPROVAL
+            gates = [
+                k for k, ns in self.nodes.items() if ns.phase is NodePhase.WAITING_FOR_APPROVAL
+            ]
+            status.message = f"waiting for approval of {_short_list(gates)}"
+        else:
+            status.phase = RunPhase.RUNNING
+            status.message = _running_message(counts)
+        self._set_conditions()
+        if status.phase is not self.old.phase:
+            is_bad = status.phase in (RunPhase.FAILED, RunPhase.TIMED_OUT)
+            self._event("Warning" if is_bad else "Normal", str(status.phase), status.message or "")
+
+    def _final_message(self, ending: RunPhase, counts: dict[NodePhase, int]) -> str:
+        summary = ", ".join(f"{n} {phase.lower()}" for phase, n in sorted(counts.items()))
+        if ending is RunPhase.SUCCEEDED:
+            failed_finals = [
+                k
+                for k, ns in self.nodes.items()
+                if template_of(k) in self.final_names and ns.phase.unsuccessful
+            ]
+            note = f"; finally node(s) {_short_list(failed_finals)} failed" if failed_finals else ""
+            return f"{summary}{note}"
+        if ending is RunPhase.FAILED:
+            failed = [
+                k
+                for k, ns in self.nodes.items()
+                if ns.phase in (NodePhase.FAILED, NodePhase.TIMED_OUT)
+                and template_of(k) not in self.final_names
+            ]
+            first = self.nodes[failed[0]] if failed else None
+            detail = f": {first.message}" if first and first.message else ""
+            return f"node {failed[0] if failed else '?'} failed{detail} ({summary})"
+        if ending is RunPhase.CANCELLED:
+            return f"cancelled: spec.cancel is true ({summary})"
+        timeout = self.workflow.timeout_seconds
+        return f"the run exceeded its timeoutSeconds ({timeout}s) ({summary})"
+
+    def _set_conditions(self) -> None:
+        phase = self.status.phase or RunPhase.PENDING
+        if phase is RunPhase.SUCCEEDED:
+            succeeded = ("True", "Succeeded")
+        elif phase.terminal:
+            succeeded = ("False", str(phase))
+        else:
+            succeeded = ("Unknown", str(phase))
+        waiting = phase is RunPhase.WAITING_FOR_APPROVAL or any(
+            ns.phase is NodePhase.WAITING_FOR_APPROVAL for ns in self.nodes.values()
+        )
+        wanted = [
+            ("Succeeded", succeeded[0], succeeded[1], self.status.message),
+            (
+                "WaitingForApproval",
+                "True" if waiting else "False",
+                "GatePending" if waiting else "NoGatePending",
+                None,
+            ),
+        ]
+        previous = {c.type: c for c in self.old.conditions or []}
+        result = []
+        for type_, state, reason, message in wanted:
+            before = previous.get(type_)
+            changed = before is None or before.status != state
+            result.append(
+                Condition(
+                    type=type_,
+                    status=state,
+                    reason=reason,
+                    message=message,
+                    last_transition_time=self.now_iso
+                    if changed or before is None
+                    else before.last_transition_time,
+                    observed_generation=self.ctx.generation,
+                )
+            )
+        self.status.conditions = result
+
+    # ----------------------------------------------------------------- requeue and events
+
+    def _requeue_at(self) -> datetime | None:
+        if self.status.phase is not None and self.status.phase.terminal:
+            return None
+        times: list[datetime] = []
+        for key, ns in self.nodes.items():
+            if ns.phase is NodePhase.RETRYING and ns.next_attempt_at:
+                times.append(parse_iso(ns.next_attempt_at))
+            elif ns.phase is NodePhase.WAITING_FOR_APPROVAL and ns.started_at:
+                approval = self.specs[template_of(key)].approval
+                if approval is not None and approval.timeout_seconds:
+                    times.append(
+                        parse_iso(ns.started_at) + timedelta(seconds=approval.timeout_seconds)
+                    )
+        timeout = self.workflow.timeout_seconds
+        if timeout and self.status.started_at and self.status.ending_phase is None:
+            times.append(parse_iso(self.status.started_at) + timedelta(seconds=timeout))
+        return min(times) if times else None
+
+    def _event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+        self.actions.append(EmitEvent(type_, reason, message))
+
+
+def _phase_verb(phase: NodePhase) -> str:
+    return {
+        NodePhase.FAILED: "failed",
+        NodePhase.TIMED_OUT: "timed out",
+        NodePhase.CANCELLED: "was cancelled",
+        NodePhase.SKIPPED: "was skipped",
+    }.get(phase, str(phase).lower())
+
+
+def _failure_message(job: JobObservation, timed_out: bool) -> str:
+    if timed_out:
+        return job.message or "the Job exceeded its activeDeadlineSeconds"
+    parts = []
+    if job.exit_code is not None:
+        parts.append(f"exit code {job.exit_code}")
+    detail = (job.termination_message or job.message or "").strip()
+    if detail:
+        parts.append(detail[-300:])
+    return ": ".join(parts) or (job.reason or "the Job failed")
+
+
+def _aggregate_phase(statuses: list[NodeStatus]) -> str:
+    phases = {ns.phase for ns in statuses}
+    if any(p.unsuccessful for p in phases):
+        return str(NodePhase.FAILED)
+    if all(p.terminal for p in phases):
+        return str(NodePhase.SKIPPED if phases == {NodePhase.SKIPPED} else NodePhase.SUCCEEDED)
+    return str(NodePhase.RUNNING)
+
+
+def _count(statuses: Iterable[NodeStatus]) -> dict[NodePhase, int]:
+    counts: dict[NodePhase, int] = {}
+    for ns in statuses:
+        counts[ns.phase] = counts.get(ns.phase, 0) + 1
+    return counts
+
+
+def _running_message(counts: dict[NodePhase, int]) -> str:
+    parts = [
+        f"{counts[p]} {p.lower()}"
+        for p in (NodePhase.RUNNING, NodePhase.QUEUED, NodePhase.RETRYING)
+        if counts.get(p)
+    ]
+    if counts.get(NodePhase.WAITING_FOR_APPROVAL):
+        parts.append(f"{counts[NodePhase.WAITING_FOR_APPROVAL]} waiting for approval")
+    return ", ".join(parts) or "running"
+
+
+def _short_list(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+__all__ = ["WorkflowSpec", "parse_outputs", "plan", "retry_delay", "template_of"]

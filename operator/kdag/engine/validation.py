@@ -1,0 +1,189 @@
+"""Everything wrong with a workflow or a run's params, all at once, each naming its field.
+
+The API server's schema and CEL rules reject what they cheaply can; this catches the rest
+(cycles, template references, CEL syntax, quantities, sizes) before any Job is created.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Iterator, Mapping
+
+from croniter import croniter
+
+from kdag.api import NodeSpec, WorkflowSpec
+from kdag.engine import conditions, templating
+from kdag.engine.defaults import effective_node
+from kdag.engine.graph import build_graph, structure_problems
+from kdag.engine.problems import Problem
+from kdag.engine.quantities import is_quantity
+
+DEFAULT_MAX_NODES = 10_000
+
+
+def node_count(workflow: WorkflowSpec) -> int:
+    """Nodes after static fan-out; a dynamic fan-out counts once until it expands."""
+    return sum(len(n.for_each) if n.for_each is not None else 1 for n in workflow.all_nodes)
+
+
+def validate_workflow(
+    workflow: WorkflowSpec, *, max_nodes: int = DEFAULT_MAX_NODES
+) -> list[Problem]:
+    """All problems of the workflow; an empty list means it can run."""
+    problems = structure_problems(workflow)
+    problems.extend(_param_problems(workflow))
+    count = node_count(workflow)
+    if count > max_nodes:
+        problems.append(
+            Problem("nodes", f"{count} nodes after fan-out, more than the maximum of {max_nodes}")
+        )
+    graph = None if problems_block_graph(problems) else build_graph(workflow)
+    declared = {p.name for p in workflow.params or []}
+    main_names = {n.name for n in workflow.nodes}
+    for section, nodes in (("nodes", workflow.nodes), ("finally", workflow.finally_nodes)):
+        for node in nodes:
+            where = f"{section}[{node.name}]"
+            eff = effective_node(workflow, node)
+            problems.extend(_node_problems(where, section, node, eff))
+            if graph is not None:
+                visible = graph.ancestors(node.name)
+                if section == "finally":
+                    visible |= main_names
+                problems.extend(_template_problems(where, eff, declared, visible))
+    if workflow.schedule is not None:
+        problems.extend(_schedule_problems(workflow))
+    return sorted(set(problems), key=lambda p: (p.path, p.message))
+
+
+def problems_block_graph(problems: list[Problem]) -> bool:
+    return any("dependsOn" in p.path or p.path.endswith(".name") for p in problems)
+
+
+def _param_problems(workflow: WorkflowSpec) -> Iterator[Problem]:
+    seen: set[str] = set()
+    for i, param in enumerate(workflow.params or []):
+        if param.name in seen:
+            yield Problem(f"params[{i}].name", f"duplicate param {param.name!r}")
+        seen.add(param.name)
+        if param.enum is not None and param.default is not None and param.default not in param.enum:
+            yield Problem(
+                f"params[{param.name}].default",
+                f"{param.default!r} is not one of {param.enum}",
+            )
+
+
+def _node_problems(where: str, section: str, raw: NodeSpec, node: NodeSpec) -> Iterator[Problem]:
+    """`raw` as written, `node` with defaults merged in."""
+    if raw.approval is not None:
+        if section == "finally":
+            yield Problem(f"{where}.approval", "finally nodes cannot be approval gates")
+        for name in ("image", "command", "args", "for_each", "for_each_from"):
+            if getattr(raw, name) is not None:
+                yield Problem(f"{where}.{_camel(name)}", "an approval gate runs no container")
+    elif not node.image:
+        yield Problem(f"{where}.image", "no image: set it on the node or in defaults.image")
+    if node.for_each is not None and node.for_each_from is not None:
+        yield Problem(f"{where}.forEach", "set forEach or forEachFrom, not both")
+    if node.when is not None and (error := conditions.compile_error(node.when)):
+        yield Problem(f"{where}.when", error)
+    if node.resources is not None:
+        for kind in ("requests", "limits"):
+            for resource, quantity in (getattr(node.resources, kind) or {}).items():
+                if not is_quantity(quantity):
+                    yield Problem(
+                        f"{where}.resources.{kind}.{resource}",
+                        f"{quantity!r} is not a valid quantity (e.g. 100m, 1, 64Mi, 2Gi)",
+                    )
+    if node.pod_template and "containers" in node.pod_template:
+        yield Problem(
+            f"{where}.podTemplate.containers",
+            "set image, command, args, env and resources on the node instead",
+        )
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _template_fields(node: NodeSpec) -> Iterator[tuple[str, str]]:
+    for i, text in enumerate(node.command or []):
+        yield f"command[{i}]", text
+    for i, text in enumerate(node.args or []):
+        yield f"args[{i}]", text
+    for env in node.env or []:
+        if env.value is not None:
+            yield f"env[{env.name}].value", env.value
+    if node.for_each_from is not None:
+        yield "forEachFrom", node.for_each_from
+
+
+def _template_problems(
+    where: str, node: NodeSpec, declared: set[str], visible: set[str]
+) -> Iterator[Problem]:
+    for field, text in _template_fields(node):
+        try:
+            refs = templating.references(text)
+        except templating.TemplateError as exc:
+            yield Problem(f"{where}.{field}", str(exc))
+            continue
+        for ref in refs:
+            if ref.kind == "param" and ref.name not in declared:
+                yield Problem(f"{where}.{field}", f"{{{{ {ref.text} }}}}: no param {ref.name!r}")
+            elif ref.kind in ("output", "phase") and ref.name not in visible:
+                yield Problem(
+                    f"{where}.{field}",
+                    f"{{{{ {ref.text} }}}}: {ref.name!r} is not an upstream node of "
+                    f"{node.name!r} (add it to dependsOn)",
+                )
+            elif ref.kind == "item" and (not node.fans_out or field == "forEachFrom"):
+                yield Problem(
+                    f"{where}.{field}", "{{ item }} is only defined in a node with forEach"
+                )
+    if node.for_each_from is not None:
+        try:
+            if not templating.references(node.for_each_from):
+                yield Problem(
+                    f"{where}.forEachFrom",
+                    "must reference an upstream output, e.g. {{ nodes.list.outputs.items }}",
+                )
+        except templating.TemplateError:
+            pass  # already reported above
+
+
+def _schedule_problems(workflow: WorkflowSpec) -> Iterator[Problem]:
+    schedule = workflow.schedule
+    assert schedule is not None
+    if not croniter.is_valid(schedule.cron) or len(schedule.cron.split()) != 5:
+        yield Problem("schedule.cron", f"{schedule.cron!r} is not a five-field cron expression")
+    if schedule.timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(schedule.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            yield Problem("schedule.timezone", f"unknown time zone {schedule.timezone!r}")
+    if schedule.params:
+        _, problems = resolve_params(workflow, schedule.params, path="schedule.params")
+        yield from problems
+
+
+def resolve_params(
+    workflow: WorkflowSpec, given: Mapping[str, str] | None, *, path: str = "spec.params"
+) -> tuple[dict[str, str], list[Problem]]:
+    """The run's param values with defaults applied, and what is wrong with them."""
+    declared = {p.name: p for p in workflow.params or []}
+    given = dict(given or {})
+    problems = [
+        Problem(f"{path}.{name}", f"the workflow declares no param {name!r}")
+        for name in given
+        if name not in declared
+    ]
+    values: dict[str, str] = {}
+    for name, param in declared.items():
+        value = given.get(name, param.default)
+        if value is None:
+            problems.append(Problem(f"{path}.{name}", "required param not set (it has no default)"))
+            continue
+        if param.enum is not None and value not in param.enum:
+            problems.append(Problem(f"{path}.{name}", f"{value!r} is not one of {param.enum}"))
+        values[name] = value
+    return values, problems
