@@ -100,6 +100,8 @@ class _Planner:
         self.actions: list[Action] = []
         self.start_failures = False
         self.views: dict[str, dict[str, Any]] | None = None
+        # Answers a rerun removes: ignored in this pass, gone from the run by the next one.
+        self.consumed_answers: set[str] = set()
 
     # ----------------------------------------------------------------- entry point
 
@@ -241,6 +243,7 @@ class _Planner:
         )
         if consumed:
             self.actions.append(RemoveAnnotations(consumed))
+            self.consumed_answers.update(consumed)
 
     # ----------------------------------------------------------------- cancel and timeout
 
@@ -430,6 +433,8 @@ class _Planner:
     def _check_approval(self, key: str, ns: NodeStatus) -> None:
         annotations = self.ctx.annotations
         rejected = annotations.get(REJECT_PREFIX + key)
+        if REJECT_PREFIX + key in self.consumed_answers:
+            rejected = None
         approved = annotations.get(APPROVE_PREFIX + key)
         if rejected is not None:
             ns.rejected_by = rejected

@@ -45,11 +45,11 @@ def validate_workflow(
             where = f"{section}[{node.name}]"
             eff = effective_node(workflow, node)
             problems.extend(_node_problems(where, section, node, eff))
-            if graph is not None:
-                visible = graph.ancestors(node.name)
-                if section == "finally":
-                    visible |= main_names
-                problems.extend(_template_problems(where, eff, declared, visible))
+            # With a broken graph, upstream references cannot be checked (None), the rest can.
+            visible = None if graph is None else graph.ancestors(node.name)
+            if visible is not None and section == "finally":
+                visible |= main_names
+            problems.extend(_template_problems(where, eff, declared, visible))
     if workflow.schedule is not None:
         problems.extend(_schedule_problems(workflow))
     return sorted(set(problems), key=lambda p: (p.path, p.message))
@@ -119,7 +119,7 @@ def _template_fields(node: NodeSpec) -> Iterator[tuple[str, str]]:
 
 
 def _template_problems(
-    where: str, node: NodeSpec, declared: set[str], visible: set[str]
+    where: str, node: NodeSpec, declared: set[str], visible: set[str] | None
 ) -> Iterator[Problem]:
     for field, text in _template_fields(node):
         try:
@@ -130,7 +130,9 @@ def _template_problems(
         for ref in refs:
             if ref.kind == "param" and ref.name not in declared:
                 yield Problem(f"{where}.{field}", f"{{{{ {ref.text} }}}}: no param {ref.name!r}")
-            elif ref.kind in ("output", "phase") and ref.name not in visible:
+            elif (
+                ref.kind in ("output", "phase") and visible is not None and ref.name not in visible
+            ):
                 yield Problem(
                     f"{where}.{field}",
                     f"{{{{ {ref.text} }}}}: {ref.name!r} is not an upstream node of "

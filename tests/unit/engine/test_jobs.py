@@ -1,0 +1,117 @@
+"""The Job manifest of a node attempt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kdag.api import EnvVar, NodeSpec, WorkflowSpec
+from kdag.engine.defaults import effective_node
+from kdag.engine.jobs import build_job
+
+
+def _job(node: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec = WorkflowSpec.model_validate(
+        {"defaults": defaults or {"image": "busybox:1.36"}, "nodes": [node]}
+    )
+    eff = effective_node(spec, spec.nodes[0])
+    return build_job(
+        run_name="etl-x7k2",
+        run_namespace="data",
+        run_uid="uid-9",
+        workflow_name="etl",
+        instance=eff.name,
+        attempt=1,
+        node=eff,
+        command=eff.command,
+        args=eff.args,
+        env=list(eff.env or []),
+    )
+
+
+def test_job_is_owned_by_the_run_and_labelled_for_kdag() -> None:
+    job = _job({"name": "extract"})
+    meta = job["metadata"]
+    assert meta["name"] == "etl-x7k2-extract-1"
+    assert meta["namespace"] == "data"
+    assert meta["labels"] == {
+        "kdag.dev/run": "etl-x7k2",
+        "kdag.dev/node": "extract",
+        "kdag.dev/attempt": "1",
+        "kdag.dev/workflow": "etl",
+        "app.kubernetes.io/managed-by": "kdag",
+    }
+    owner = meta["ownerReferences"][0]
+    assert owner["kind"] == "WorkflowRun"
+    assert owner["uid"] == "uid-9"
+    assert owner["controller"] is True
+
+
+def test_job_never_retries_itself_and_carries_the_node_timeout() -> None:
+    job = _job({"name": "a", "timeoutSeconds": 30})
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == 30
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_defaults_are_merged_and_the_node_wins() -> None:
+    job = _job(
+        {
+            "name": "a",
+            "resources": {"limits": {"memory": "2Gi"}},
+            "env": [{"name": "X", "value": "node"}],
+        },
+        defaults={
+            "image": "python:3.12",
+            "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
+            "env": [{"name": "X", "value": "default"}, {"name": "Y", "value": "y"}],
+            "timeoutSeconds": 60,
+        },
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "python:3.12"
+    assert container["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "2Gi"}}
+    assert container["env"] == [{"name": "X", "value": "node"}, {"name": "Y", "value": "y"}]
+    assert job["spec"]["activeDeadlineSeconds"] == 60
+
+
+def test_pod_template_is_merged_into_the_pod_spec() -> None:
+    job = _job(
+        {
+            "name": "load",
+            "podTemplate": {"serviceAccountName": "loader", "nodeSelector": {"pool": "batch"}},
+            "podMetadata": {"annotations": {"sim.kdag.dev/duration": "2s"}},
+        },
+        defaults={"image": "busybox", "podTemplate": {"nodeSelector": {"zone": "a"}}},
+    )
+    pod = job["spec"]["template"]
+    assert pod["spec"]["serviceAccountName"] == "loader"
+    assert pod["spec"]["nodeSelector"] == {"zone": "a", "pool": "batch"}
+    assert pod["metadata"]["annotations"]["sim.kdag.dev/duration"] == "2s"
+    assert pod["metadata"]["labels"]["kdag.dev/run"] == "etl-x7k2"
+
+
+def test_integer_quantities_are_written_as_strings() -> None:
+    job = _job({"name": "a", "resources": {"requests": {"cpu": 1}}})
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1"
+
+
+def test_env_value_from_passes_through() -> None:
+    node = NodeSpec(
+        name="a",
+        image="x",
+        env=[EnvVar(name="P", value_from={"secretKeyRef": {"name": "s", "key": "k"}})],
+    )
+    job = build_job(
+        run_name="r",
+        run_namespace="n",
+        run_uid="u",
+        workflow_name="w",
+        instance="a",
+        attempt=1,
+        node=node,
+        command=None,
+        args=None,
+        env=list(node.env or []),
+    )
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
