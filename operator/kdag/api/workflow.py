@@ -16,6 +16,11 @@ from kdag.api.base import (
 )
 from kdag.api.common import Condition, ObjectMeta
 
+# Most nodes in `nodes`, and in `finally`, of one workflow (fan-out instances not counted).
+MAX_NODES = 500
+# Most `dependsOn` entries of one node.
+MAX_DEPENDENCIES = 100
+
 
 class ParamSpec(SpecModel):
     """A declared input of the workflow."""
@@ -24,7 +29,8 @@ class ParamSpec(SpecModel):
         min_length=1,
         max_length=63,
         pattern=IDENTIFIER_PATTERN,
-        description="Param name, used as {{ params.<name> }} in templates and params.<name> in CEL.",
+        description="Param name, used as {{ params.<name> }} in templates and params.<name> "
+        "in CEL.",
     )
     default: str | None = Field(
         default=None,
@@ -132,8 +138,12 @@ class NodeSpec(SpecModel):
         description="Node name, a DNS label (lowercase letters, digits, '-'), unique in the "
         "workflow."
     )
-    depends_on: list[str] | None = Field(
-        default=None, description="Nodes that must succeed (or be skipped by `when`) first."
+    # Bounded (like `nodes` and `finally` below) so the CRD's CEL rules fit the API server's
+    # cost budget; see kdag.api.crdgen.
+    depends_on: list[NodeName] | None = Field(
+        default=None,
+        max_length=MAX_DEPENDENCIES,
+        description="Nodes that must succeed (or be skipped by `when`) first.",
     )
     when: str | None = Field(
         default=None,
@@ -236,10 +246,13 @@ class WorkflowSpec(SpecModel):
         description="stop (default): start nothing new once a node fails; continue: run all "
         "that can run.",
     )
-    nodes: list[NodeSpec] = Field(min_length=1, description="The nodes of the DAG.")
+    nodes: list[NodeSpec] = Field(
+        min_length=1, max_length=MAX_NODES, description="The nodes of the DAG."
+    )
     finally_: list[NodeSpec] | None = Field(
         default=None,
         alias="finally",
+        max_length=MAX_NODES,
         description="Nodes run after every other node is terminal, whatever the outcome.",
     )
     schedule: ScheduleSpec | None = Field(
