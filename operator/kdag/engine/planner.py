@@ -163,7 +163,7 @@ class _Planner:
             labels = names.item_labels(node.for_each)
             for index, (item, label) in enumerate(zip(node.for_each, labels, strict=True)):
                 key = names.instance_key(node.name, label)
-                self.nodes[key] = NodeStatus(phase=NodePhase.PENDING, item=item, index=index)
+                self.nodes[key] = _new_instance(item, label, index)
             if not node.for_each:
                 self.nodes[node.name] = self._no_items_status()
         self.status.nodes = self.nodes
@@ -264,8 +264,9 @@ class _Planner:
         for key, ns in self.nodes.items():
             if template_of(key) in self.final_names or ns.phase.terminal:
                 continue
-            if ns.phase is NodePhase.RUNNING and ns.job:
-                self.actions.append(DeleteJob(ns.job, reason))
+            job = self._job_of(key, ns)
+            if ns.phase is NodePhase.RUNNING and job:
+                self.actions.append(DeleteJob(job, reason))
                 if ending is RunPhase.TIMED_OUT:
                     self._finish_node(key, NodePhase.TIMED_OUT, reason)
                     continue
@@ -360,7 +361,7 @@ class _Planner:
             return
         if spec.when is not None:
             try:
-                run_it = conditions.evaluate(spec.when, self._activation(ns.item))
+                run_it = conditions.evaluate(spec.when, self._activation(_item_of(key, ns)))
             except conditions.ConditionError as exc:
                 self._finish_node(key, NodePhase.FAILED, f"when: {exc}")
                 return
@@ -421,7 +422,7 @@ class _Planner:
         keys = []
         for index, (item, label) in enumerate(zip(values, names.item_labels(values), strict=True)):
             key = names.instance_key(name, label)
-            self.nodes[key] = NodeStatus(phase=NodePhase.PENDING, item=item, index=index)
+            self.nodes[key] = _new_instance(item, label, index)
             keys.append(key)
         self.by_template[name] = keys
         self.views = None
@@ -460,10 +461,11 @@ class _Planner:
     # ----------------------------------------------------------------- Jobs
 
     def _observe_job(self, key: str, ns: NodeStatus) -> None:
-        job = self.observed.jobs.get(ns.job or "")
+        name = self._job_of(key, ns)
+        job = self.observed.jobs.get(name or "")
         if job is None or job.deleting:
             self._attempt_failed(
-                key, ns, NodePhase.FAILED, f"Job {ns.job} was deleted before it finished", None
+                key, ns, NodePhase.FAILED, f"Job {name} was deleted before it finished", None
             )
             return
         if job.state is JobState.ACTIVE:
@@ -472,7 +474,9 @@ class _Planner:
         if job.state is JobState.SUCCEEDED:
             outputs, note = parse_outputs(job.termination_message)
             ns.outputs = outputs
-            ns.exit_code = job.exit_code if job.exit_code is not None else 0
+            exit_code = job.exit_code if job.exit_code is not None else 0
+            # Fan-out instances stay compact: thousands of them share one run object.
+            ns.exit_code = exit_code if ns.index is None or exit_code else None
             self._finish_node(key, NodePhase.SUCCEEDED, note, finished_at=finished)
             return
         timed_out = job.reason == "DeadlineExceeded"
@@ -555,7 +559,7 @@ class _Planner:
     def _start_node(self, key: str) -> bool:
         ns = self.nodes[key]
         node = effective_node(self.workflow, self.specs[template_of(key)])
-        ctx = self._template_context(ns.item)
+        ctx = self._template_context(_item_of(key, ns))
         try:
             command = [templating.render(t, ctx) for t in node.command] if node.command else None
             args = [templating.render(t, ctx) for t in node.args] if node.args else None
@@ -589,7 +593,7 @@ class _Planner:
             self.actions.append(CreateJob(key, attempt, manifest))
         ns.phase = NodePhase.RUNNING
         ns.attempt = attempt
-        ns.job = name
+        ns.job = name if ns.index is None else None  # instances: derivable, kept out of status
         ns.started_at = to_iso(existing.started_at) if existing and existing.started_at else None
         ns.started_at = ns.started_at or self.now_iso
         ns.ready_at = None
@@ -598,6 +602,12 @@ class _Planner:
         if existing is not None and existing.state is not JobState.ACTIVE:
             self.start_failures = True  # adopted a finished Job: observe it in another pass
         return True
+
+    def _job_of(self, key: str, ns: NodeStatus) -> str | None:
+        """The Job of the node's current attempt (fan-out instances don't store it)."""
+        if ns.job or not ns.attempt:
+            return ns.job
+        return names.job_name(self.ctx.name, key, ns.attempt)
 
     # ----------------------------------------------------------------- templates and CEL
 
@@ -816,6 +826,17 @@ class _Planner:
 
     def _event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         self.actions.append(EmitEvent(type_, reason, message))
+
+
+def _item_of(key: str, ns: NodeStatus) -> str | None:
+    """A fan-out instance's item: stored when it differs from the key's label, else the label."""
+    if ns.item is not None or ns.index is None:
+        return ns.item
+    return key[key.index("[") + 1 : -1]
+
+
+def _new_instance(item: str, label: str, index: int) -> NodeStatus:
+    return NodeStatus(phase=NodePhase.PENDING, item=None if item == label else item, index=index)
 
 
 def _phase_verb(phase: NodePhase) -> str:
