@@ -6,6 +6,7 @@ that creating it again answers AlreadyExists (adopt) instead of starting a dupli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -51,6 +52,7 @@ def shorten(name: str, limit: int = MAX_NAME, *, exact: bool = True) -> str:
     return f"{prefix}-{digest}"
 
 
+@functools.lru_cache(maxsize=65536)
 def job_name(run: str, instance: str, attempt: int) -> str:
     """`<run>-<node>-<attempt>`, hashed to stay a valid 63-character DNS label."""
     node_part = sanitize(instance)

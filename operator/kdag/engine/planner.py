@@ -92,8 +92,13 @@ class _Planner:
     ) -> None:
         self.ctx = ctx
         self.old = status
-        self.status = status.model_copy(deep=True)
-        self.nodes: dict[str, NodeStatus] = self.status.nodes or {}
+        # Node entries are copied one level deep (their fields are replaced, never mutated in
+        # place); the workflow snapshot is never modified, so it is shared, not copied.
+        self.status = status.model_copy()
+        self.nodes: dict[str, NodeStatus] = {
+            k: v.model_copy() for k, v in (status.nodes or {}).items()
+        }
+        self.status.nodes = self.nodes
         self.observed = observed
         self.now = now
         self.now_iso = to_iso(now)
