@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kdag.api import (
-    Condition,
     NodePhase,
     NodeStatus,
     RunPhase,
     SkipReason,
     WorkflowRunStatus,
-    WorkflowSpec,
 )
 from kdag.engine import conditions, jobs, names, templating
 from kdag.engine.defaults import effective_node
@@ -34,18 +31,24 @@ from kdag.engine.model import (
     CreateJob,
     DeleteJob,
     EmitEvent,
-    JobObservation,
     JobState,
     Observed,
     PlanResult,
     RemoveAnnotations,
     RunContext,
 )
+from kdag.engine.outputs import failure_message, parse_outputs
 from kdag.engine.problems import Problem, describe
+from kdag.engine.run_summary import (
+    aggregate_phase,
+    run_conditions,
+    short_list,
+    summarize,
+    template_of,
+)
 from kdag.engine.timeutil import format_duration, parse_iso, to_iso, to_iso_precise
 from kdag.engine.validation import resolve_params, validate_workflow
 
-ACTIVE_PHASES = frozenset({NodePhase.RUNNING, NodePhase.QUEUED, NodePhase.RETRYING})
 _MAX_PASSES = 64
 
 
@@ -56,34 +59,9 @@ def plan(
     return _Planner(ctx, status or WorkflowRunStatus(), observed, now).plan()
 
 
-def template_of(key: str) -> str:
-    """The workflow node a status key belongs to: `transform[eu]` -> `transform`."""
-    bracket = key.find("[")
-    return key if bracket < 0 else key[:bracket]
-
-
 def retry_delay(backoff_seconds: int, factor: float, max_backoff: int, retry: int) -> float:
     """Seconds before retry number `retry` (1-based): min(backoff * factor^(n-1), max)."""
     return float(min(backoff_seconds * factor ** (retry - 1), max_backoff))
-
-
-def parse_outputs(message: str | None) -> tuple[dict[str, str] | None, str | None]:
-    """Outputs from a termination message: a flat JSON object; non-string values become JSON.
-
-    Returns (outputs, note); the note explains why a non-empty message gave no outputs.
-    """
-    if not message or not message.strip():
-        return None, None
-    try:
-        value = json.loads(message)
-    except ValueError:
-        return None, "termination message is not JSON, so the node has no outputs"
-    if not isinstance(value, dict):
-        return None, "termination message is not a JSON object, so the node has no outputs"
-    return {
-        str(k): v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
-        for k, v in value.items()
-    }, None
 
 
 class _Planner:
@@ -240,7 +218,7 @@ class _Planner:
         self.status.finished_at = None
         self.status.duration = None
         self.status.phase = RunPhase.RUNNING
-        self._event("Normal", "Rerun", f"rerunning {len(reset)} node(s): {_short_list(reset)}")
+        self._event("Normal", "Rerun", f"rerunning {len(reset)} node(s): {short_list(reset)}")
         consumed = tuple(
             REJECT_PREFIX + key
             for key in reset
@@ -489,7 +467,7 @@ class _Planner:
             key,
             ns,
             NodePhase.TIMED_OUT if timed_out else NodePhase.FAILED,
-            _failure_message(job, timed_out),
+            failure_message(job, timed_out),
             job.exit_code,
             finished,
         )
@@ -637,7 +615,7 @@ class _Planner:
                 for ns in statuses:
                     for out_key, value in (ns.outputs or {}).items():
                         merged.setdefault(out_key, []).append(value)
-                views[name] = {"phase": _aggregate_phase(statuses), "outputs": merged}
+                views[name] = {"phase": aggregate_phase(statuses), "outputs": merged}
             else:
                 views[name] = {
                     "phase": str(statuses[0].phase),
@@ -712,102 +690,37 @@ class _Planner:
         status = self.status
         status.nodes = self.nodes
         status.observed_generation = self.ctx.generation
-        counts = _count(self.nodes.values())
-        terminal = sum(n for phase, n in counts.items() if phase.terminal)
-        status.progress = f"{terminal}/{len(self.nodes)}"
-        if terminal == len(self.nodes):
-            ending = status.ending_phase or RunPhase.SUCCEEDED
-            status.phase = ending
+        summary = summarize(
+            self.nodes,
+            final_names=self.final_names,
+            ending=status.ending_phase,
+            suspended=self._suspended(),
+            timeout_seconds=self.workflow.timeout_seconds,
+        )
+        status.phase = summary.phase
+        status.message = summary.message
+        status.progress = summary.progress
+        if summary.finished:
             status.finished_at = status.finished_at or self.now_iso
             started = parse_iso(status.started_at or self.now_iso)
-            status.duration = format_duration(
-                (parse_iso(status.finished_at) - started).total_seconds()
-            )
-            status.message = self._final_message(ending, counts)
-        elif self._suspended():
-            status.phase = RunPhase.SUSPENDED
-            running = counts.get(NodePhase.RUNNING, 0)
-            status.message = f"suspended: {running} running node(s) finish, no new nodes start"
-        elif any(counts.get(p) for p in ACTIVE_PHASES):
-            status.phase = RunPhase.RUNNING
-            status.message = _running_message(counts)
-        elif counts.get(NodePhase.WAITING_FOR_APPROVAL):
-            status.phase = RunPhase.WAITING_FOR_APPROVAL
-            gates = [
-                k for k, ns in self.nodes.items() if ns.phase is NodePhase.WAITING_FOR_APPROVAL
-            ]
-            status.message = f"waiting for approval of {_short_list(gates)}"
-        else:
-            status.phase = RunPhase.RUNNING
-            status.message = _running_message(counts)
+            elapsed = (parse_iso(status.finished_at) - started).total_seconds()
+            status.duration = format_duration(elapsed)
         self._set_conditions()
         if status.phase is not self.old.phase:
             is_bad = status.phase in (RunPhase.FAILED, RunPhase.TIMED_OUT)
             self._event("Warning" if is_bad else "Normal", str(status.phase), status.message or "")
 
-    def _final_message(self, ending: RunPhase, counts: dict[NodePhase, int]) -> str:
-        summary = ", ".join(f"{n} {phase.lower()}" for phase, n in sorted(counts.items()))
-        if ending is RunPhase.SUCCEEDED:
-            failed_finals = [
-                k
-                for k, ns in self.nodes.items()
-                if template_of(k) in self.final_names and ns.phase.unsuccessful
-            ]
-            note = f"; finally node(s) {_short_list(failed_finals)} failed" if failed_finals else ""
-            return f"{summary}{note}"
-        if ending is RunPhase.FAILED:
-            failed = [
-                k
-                for k, ns in self.nodes.items()
-                if ns.phase in (NodePhase.FAILED, NodePhase.TIMED_OUT)
-                and template_of(k) not in self.final_names
-            ]
-            first = self.nodes[failed[0]] if failed else None
-            detail = f": {first.message}" if first and first.message else ""
-            return f"node {failed[0] if failed else '?'} failed{detail} ({summary})"
-        if ending is RunPhase.CANCELLED:
-            return f"cancelled: spec.cancel is true ({summary})"
-        timeout = self.workflow.timeout_seconds
-        return f"the run exceeded its timeoutSeconds ({timeout}s) ({summary})"
-
     def _set_conditions(self) -> None:
         phase = self.status.phase or RunPhase.PENDING
-        if phase is RunPhase.SUCCEEDED:
-            succeeded = ("True", "Succeeded")
-        elif phase.terminal:
-            succeeded = ("False", str(phase))
-        else:
-            succeeded = ("Unknown", str(phase))
-        waiting = phase is RunPhase.WAITING_FOR_APPROVAL or any(
-            ns.phase is NodePhase.WAITING_FOR_APPROVAL for ns in self.nodes.values()
+        waiting = any(ns.phase is NodePhase.WAITING_FOR_APPROVAL for ns in self.nodes.values())
+        self.status.conditions = run_conditions(
+            phase,
+            self.status.message,
+            waiting,
+            self.old.conditions,
+            self.now_iso,
+            self.ctx.generation,
         )
-        wanted = [
-            ("Succeeded", succeeded[0], succeeded[1], self.status.message),
-            (
-                "WaitingForApproval",
-                "True" if waiting else "False",
-                "GatePending" if waiting else "NoGatePending",
-                None,
-            ),
-        ]
-        previous = {c.type: c for c in self.old.conditions or []}
-        result = []
-        for type_, state, reason, message in wanted:
-            before = previous.get(type_)
-            changed = before is None or before.status != state
-            result.append(
-                Condition(
-                    type=type_,
-                    status=state,
-                    reason=reason,
-                    message=message,
-                    last_transition_time=self.now_iso
-                    if changed or before is None
-                    else before.last_transition_time,
-                    observed_generation=self.ctx.generation,
-                )
-            )
-        self.status.conditions = result
 
     # ----------------------------------------------------------------- requeue and events
 
@@ -853,48 +766,4 @@ def _phase_verb(phase: NodePhase) -> str:
     }.get(phase, str(phase).lower())
 
 
-def _failure_message(job: JobObservation, timed_out: bool) -> str:
-    if timed_out:
-        return job.message or "the Job exceeded its activeDeadlineSeconds"
-    parts = []
-    if job.exit_code is not None:
-        parts.append(f"exit code {job.exit_code}")
-    detail = (job.termination_message or job.message or "").strip()
-    if detail:
-        parts.append(detail[-300:])
-    return ": ".join(parts) or (job.reason or "the Job failed")
-
-
-def _aggregate_phase(statuses: list[NodeStatus]) -> str:
-    phases = {ns.phase for ns in statuses}
-    if any(p.unsuccessful for p in phases):
-        return str(NodePhase.FAILED)
-    if all(p.terminal for p in phases):
-        return str(NodePhase.SKIPPED if phases == {NodePhase.SKIPPED} else NodePhase.SUCCEEDED)
-    return str(NodePhase.RUNNING)
-
-
-def _count(statuses: Iterable[NodeStatus]) -> dict[NodePhase, int]:
-    counts: dict[NodePhase, int] = {}
-    for ns in statuses:
-        counts[ns.phase] = counts.get(ns.phase, 0) + 1
-    return counts
-
-
-def _running_message(counts: dict[NodePhase, int]) -> str:
-    parts = [
-        f"{counts[p]} {p.lower()}"
-        for p in (NodePhase.RUNNING, NodePhase.QUEUED, NodePhase.RETRYING)
-        if counts.get(p)
-    ]
-    if counts.get(NodePhase.WAITING_FOR_APPROVAL):
-        parts.append(f"{counts[NodePhase.WAITING_FOR_APPROVAL]} waiting for approval")
-    return ", ".join(parts) or "running"
-
-
-def _short_list(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-__all__ = ["WorkflowSpec", "parse_outputs", "plan", "retry_delay", "template_of"]
+__all__ = ["plan", "retry_delay", "template_of"]
