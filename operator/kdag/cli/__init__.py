@@ -1,0 +1,1 @@
+"""`kubectl kdag`: a kubectl plugin for kdag workflows and runs."""

@@ -1,0 +1,99 @@
+"""Rendering a run as a tree of nodes with phase, attempts and duration (pure, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from kdag.api import NodePhase, NodeStatus, WorkflowRun
+from kdag.engine.graph import build_graph
+from kdag.engine.run_summary import template_of
+from kdag.engine.timeutil import format_duration, parse_iso
+
+PHASE_STYLE = {
+    NodePhase.PENDING: "dim",
+    NodePhase.QUEUED: "cyan",
+    NodePhase.RUNNING: "bold blue",
+    NodePhase.RETRYING: "yellow",
+    NodePhase.WAITING_FOR_APPROVAL: "bold magenta",
+    NodePhase.SUCCEEDED: "green",
+    NodePhase.FAILED: "bold red",
+    NodePhase.TIMED_OUT: "red",
+    NodePhase.SKIPPED: "dim",
+    NodePhase.CANCELLED: "yellow",
+}
+RUN_STYLE = {
+    "Succeeded": "green",
+    "Failed": "bold red",
+    "TimedOut": "red",
+    "Cancelled": "yellow",
+    "Invalid": "bold red",
+    "WaitingForApproval": "bold magenta",
+}
+
+
+def node_duration(ns: NodeStatus, now: datetime) -> str:
+    if not ns.started_at:
+        return ""
+    end = parse_iso(ns.finished_at) if ns.finished_at else now
+    return format_duration((end - parse_iso(ns.started_at)).total_seconds())
+
+
+def _depths(run: WorkflowRun) -> dict[str, int]:
+    """Longest distance from a root, per workflow node; finally nodes come after all."""
+    status = run.status
+    if status is None or status.workflow is None:
+        return {}
+    graph = build_graph(status.workflow)
+    depth: dict[str, int] = {}
+    for name in graph.order:
+        g = graph.main if name in graph.main else graph.final
+        preds = list(g.predecessors(name))
+        depth[name] = 1 + max((depth[p] for p in preds), default=-1)
+    return depth
+
+
+def render_run(raw: dict[str, Any], now: datetime) -> Table:
+    """A table of the run's nodes in dependency order, indented by depth."""
+    run = WorkflowRun.model_validate(raw)
+    status = run.status
+    phase = str(status.phase) if status and status.phase else "Pending"
+    title = Text.assemble(
+        (run.metadata.name or "?", "bold"),
+        "  ",
+        (phase, RUN_STYLE.get(phase, "bold blue")),
+        f"  {status.progress or ''}" if status else "",
+    )
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for column in ("NODE", "PHASE", "ATTEMPTS", "DURATION", "MESSAGE"):
+        table.add_column(column, overflow="fold" if column == "MESSAGE" else "ellipsis")
+    if status is None or not status.nodes:
+        if status and status.message:
+            table.caption = Text(status.message)
+        return table
+    depths = _depths(run)
+    order = {name: i for i, name in enumerate(depths)}
+    finals = {n.name for n in status.workflow.finally_nodes} if status.workflow else set()
+    keys = sorted(
+        status.nodes,
+        key=lambda k: (order.get(template_of(k), 1 << 30), status.nodes[k].index or 0, k),  # type: ignore[index]
+    )
+    for key in keys:
+        ns = status.nodes[key]
+        template = template_of(key)
+        indent = "  " * depths.get(template, 0)
+        marker = "finally " if template in finals else ""
+        # Text, not str: rich would read `transform[eu]` as a markup tag.
+        table.add_row(
+            Text(f"{indent}{marker}{key}"),
+            Text(str(ns.phase), style=PHASE_STYLE.get(ns.phase, "")),
+            str(ns.attempt or ""),
+            node_duration(ns, now),
+            Text(ns.message or ""),
+        )
+    if status.message:
+        table.caption = Text(status.message)
+    return table

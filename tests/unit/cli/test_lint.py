@@ -1,0 +1,81 @@
+"""`kubectl kdag lint`: offline validation that names file, object, field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from kdag.cli.lint import lint_files
+
+GOOD = """
+apiVersion: kdag.dev/v1alpha1
+kind: Workflow
+metadata: {name: etl}
+spec:
+  params: [{name: day}]
+  defaults: {image: busybox}
+  nodes:
+    - {name: a, args: ["{{ params.day }}"]}
+---
+apiVersion: kdag.dev/v1alpha1
+kind: WorkflowRun
+metadata: {generateName: etl-}
+spec:
+  workflowRef: {name: etl}
+  params: {day: mon}
+"""
+
+BAD = """
+apiVersion: kdag.dev/v1alpha1
+kind: Workflow
+metadata: {name: broken}
+spec:
+  defaults: {image: busybox}
+  nodes:
+    - {name: a, dependsOn: [b]}
+    - {name: b, dependsOn: [a]}
+    - {name: Bad_Name}
+---
+apiVersion: kdag.dev/v1alpha1
+kind: Workflow
+metadata: {name: cyclic}
+spec:
+  defaults: {image: busybox}
+  nodes:
+    - {name: a, dependsOn: [b]}
+    - {name: b, dependsOn: [a]}
+---
+apiVersion: kdag.dev/v1alpha1
+kind: WorkflowRun
+metadata: {name: r1}
+spec:
+  workflowRef: {name: cyclic}
+  params: {nope: "1"}
+"""
+
+
+def _lint(tmp_path: Path, text: str) -> tuple[int, str]:
+    path = tmp_path / "wf.yaml"
+    path.write_text(text)
+    console = Console(width=200, record=True, color_system=None)
+    code = lint_files([path], console)
+    return code, console.export_text()
+
+
+def test_valid_files_pass(tmp_path: Path) -> None:
+    assert _lint(tmp_path, GOOD) == (0, "2 document(s) valid\n")
+
+
+def test_problems_name_the_file_object_and_field(tmp_path: Path) -> None:
+    code, out = _lint(tmp_path, BAD)
+    assert code == 1
+    assert "Workflow/broken: spec.nodes[2].name: String should match pattern" in out
+    assert "Workflow/cyclic: spec.nodes[a].dependsOn: dependency cycle: a -> b -> a" in out
+    assert "WorkflowRun/r1: spec.params.nope: the workflow declares no param 'nope'" in out
+
+
+def test_unparseable_yaml_is_reported(tmp_path: Path) -> None:
+    code, out = _lint(tmp_path, "kind: [unclosed")
+    assert code == 1
+    assert "wf.yaml" in out
