@@ -1,0 +1,53 @@
+"""The running operator's parts, wired together once and handed to kopf handlers via memo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kdag.operator.cache import Cache
+from kdag.operator.config import OperatorConfig
+from kdag.operator.events import EventPoster
+from kdag.operator.kube import KubeClient, load_client_configuration
+from kdag.operator.metrics import Metrics
+from kdag.operator.reconciler import Reconciler
+
+
+@dataclass
+class Operator:
+    config: OperatorConfig
+    metrics: Metrics
+    kube: KubeClient
+    cache: Cache
+    events: EventPoster
+    reconciler: Reconciler
+
+    @classmethod
+    def build(cls, config: OperatorConfig) -> Operator:
+        metrics = Metrics()
+        kube = KubeClient(
+            load_client_configuration(config.api_workers),
+            metrics.observe_request,
+            workers=config.api_workers,
+        )
+        cache = Cache()
+        events = EventPoster(kube, metrics)
+        reconciler = Reconciler(
+            kube,
+            cache,
+            metrics,
+            events,
+            max_nodes=config.max_nodes,
+            workers=config.reconcile_workers,
+        )
+        return cls(config, metrics, kube, cache, events, reconciler)
+
+    def start(self) -> None:
+        if self.config.metrics_port:
+            self.metrics.serve(self.config.metrics_port, self.config.metrics_address)
+        self.events.start()
+        self.reconciler.start()
+
+    async def stop(self) -> None:
+        await self.reconciler.stop()
+        await self.events.stop()
+        self.kube.close()

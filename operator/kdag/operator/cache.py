@@ -1,0 +1,189 @@
+"""What the watches have shown: runs, their Jobs, and the results of the Jobs' pods.
+
+Single-threaded (the event loop); objects are replaced, never mutated, so a snapshot handed
+to a worker thread stays consistent. A newer resourceVersion always wins: a stale watch event
+arriving after the answer to our own write must not roll the cache back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kdag.engine.model import JobObservation, Observed
+from kdag.operator.observe import ObservedJob, PodResult, observe_job, with_pod_result
+
+RunKey = tuple[str, str]
+"""(namespace, name) of a WorkflowRun."""
+
+
+def run_key(body: Mapping[str, Any]) -> RunKey:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def is_newer(candidate: str, current: str) -> bool:
+    """Whether resourceVersion `candidate` is at least as new as `current`.
+
+    resourceVersions are opaque by contract but integers in practice (etcd revisions);
+    when either is not, the later arrival wins.
+    """
+    try:
+        return int(candidate) >= int(current)
+    except ValueError:
+        return True
+
+
+@dataclass
+class RunJobs:
+    """The Jobs of one run, by Job name, and whether they were listed from the API."""
+
+    jobs: dict[str, ObservedJob] = field(default_factory=dict)
+    primed: bool = False
+
+
+class Cache:
+    def __init__(self) -> None:
+        self._runs: dict[RunKey, dict[str, Any]] = {}
+        self._jobs: dict[RunKey, RunJobs] = {}
+        self._pods: dict[tuple[str, str], PodResult] = {}
+        # Jobs whose pods were already listed once because the watch had not shown the result.
+        self._pods_listed: set[tuple[str, str]] = set()
+
+    # -- runs
+
+    def run(self, key: RunKey) -> dict[str, Any] | None:
+        return self._runs.get(key)
+
+    def run_keys(self) -> list[RunKey]:
+        return list(self._runs)
+
+    def put_run(self, body: dict[str, Any]) -> bool:
+        """Store the run unless the cached one is newer; True when stored."""
+        key = run_key(body)
+        current = self._runs.get(key)
+        if current is not None and not is_newer(
+            _resource_version(body), _resource_version(current)
+        ):
+            return False
+        self._runs[key] = body
+        return True
+
+    def remove_run(self, key: RunKey) -> None:
+        self._runs.pop(key, None)
+        run_jobs = self._jobs.pop(key, None)
+        for name in run_jobs.jobs if run_jobs else ():
+            self._forget_pods(key[0], name)
+
+    # -- jobs
+
+    def _run_jobs(self, key: RunKey) -> RunJobs:
+        return self._jobs.setdefault(key, RunJobs())
+
+    def is_primed(self, key: RunKey) -> bool:
+        run_jobs = self._jobs.get(key)
+        return run_jobs is not None and run_jobs.primed
+
+    def mark_primed(self, key: RunKey) -> None:
+        self._run_jobs(key).primed = True
+
+    def put_job(self, job: Mapping[str, Any]) -> tuple[RunKey, bool] | None:
+        """Store a Job; return (its run, whether what the planner sees changed), or None."""
+        observed = observe_job(job)
+        if observed is None:
+            return None
+        key = (observed.namespace, observed.run)
+        jobs = self._run_jobs(key).jobs
+        current = jobs.get(observed.observation.name)
+        if current is not None and not is_newer(
+            observed.resource_version, current.resource_version
+        ):
+            return key, False
+        jobs[observed.observation.name] = observed
+        return key, current is None or current.observation != observed.observation
+
+    def put_observed_job(self, observed: ObservedJob) -> None:
+        """Store an observation that did not come from the API (a Job that could not be made)."""
+        key = (observed.namespace, observed.run)
+        self._run_jobs(key).jobs[observed.observation.name] = observed
+
+    def remove_job(self, job: Mapping[str, Any]) -> RunKey | None:
+        """Forget a deleted Job; return its run, or None when it was not the cached one."""
+        observed = observe_job(job)
+        if observed is None:
+            return None
+        key = (observed.namespace, observed.run)
+        run_jobs = self._jobs.get(key)
+        name = observed.observation.name
+        current = run_jobs.jobs.get(name) if run_jobs else None
+        if current is None or current.uid != observed.uid:
+            return None  # an older Job of the same name: the cached one is its successor
+        assert run_jobs is not None
+        del run_jobs.jobs[name]
+        self._forget_pods(observed.namespace, name)
+        return key
+
+    def job(self, key: RunKey, name: str) -> ObservedJob | None:
+        run_jobs = self._jobs.get(key)
+        return run_jobs.jobs.get(name) if run_jobs else None
+
+    def job_names(self, key: RunKey) -> list[str]:
+        run_jobs = self._jobs.get(key)
+        return list(run_jobs.jobs) if run_jobs else []
+
+    # -- pods
+
+    def put_pod_result(self, namespace: str, job_name: str, result: PodResult) -> bool:
+        """Store a terminated container's result; True when it is new."""
+        slot = (namespace, job_name)
+        if self._pods.get(slot) == result:
+            return False
+        self._pods[slot] = result
+        return True
+
+    def pod_result(self, namespace: str, job_name: str) -> PodResult | None:
+        return self._pods.get((namespace, job_name))
+
+    def pods_listed(self, namespace: str, job_name: str) -> bool:
+        return (namespace, job_name) in self._pods_listed
+
+    def mark_pods_listed(self, namespace: str, job_name: str) -> None:
+        self._pods_listed.add((namespace, job_name))
+
+    def _forget_pods(self, namespace: str, job_name: str) -> None:
+        self._pods.pop((namespace, job_name), None)
+        self._pods_listed.discard((namespace, job_name))
+
+    # -- what the planner sees
+
+    def observed(self, key: RunKey, run_uid: str) -> Observed:
+        """The run's Jobs with their pods' results folded in, as the planner wants them.
+
+        Only Jobs owned by this incarnation of the run count: a run deleted and created again
+        under the same name may still have the old one's Jobs around until the garbage
+        collector removes them.
+        """
+        run_jobs = self._jobs.get(key)
+        if run_jobs is None:
+            return Observed({})
+        jobs: dict[str, JobObservation] = {}
+        for name, job in run_jobs.jobs.items():
+            if job.owner_uid != run_uid:
+                continue
+            result = self._pods.get((key[0], name))
+            if result is not None and result.job_uid not in (None, job.uid):
+                result = None
+            jobs[name] = with_pod_result(job.observation, result)
+        return Observed(jobs)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "runs": len(self._runs),
+            "jobs": sum(len(r.jobs) for r in self._jobs.values()),
+            "pod_results": len(self._pods),
+        }
+
+
+def _resource_version(body: Mapping[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion", ""))

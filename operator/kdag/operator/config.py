@@ -1,0 +1,76 @@
+"""The operator's own settings (`kdag-operator` flags) and the kopf settings derived from them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import kopf
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RUNS_RESOURCE = ("kdag.dev", "v1alpha1", "workflowruns")
+JOBS_RESOURCE = ("batch", "v1", "jobs")
+PODS_RESOURCE = ("v1", "pods")
+# Server-side filters: the operator never receives (or holds) other Jobs and pods.
+JOBS_SELECTOR = "app.kubernetes.io/managed-by=kdag"
+PODS_SELECTOR = "kdag.dev/run"
+
+
+class OperatorConfig(BaseModel):
+    """Everything `kdag-operator` can be told; see `kdag.operator.main` for the flags."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespaces: tuple[str, ...] = Field(
+        default=(), description="Namespaces (or kopf globs) to serve; empty with all_namespaces."
+    )
+    all_namespaces: bool = Field(default=False, description="Serve every namespace.")
+    metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 disables /metrics.")
+    metrics_address: str = Field(default="0.0.0.0", description="Address /metrics binds to.")
+    liveness: str | None = Field(
+        default="http://0.0.0.0:8081/healthz", description="kopf liveness endpoint URL or None."
+    )
+    peering: str | None = Field(
+        default=None, description="kopf peering object name; None runs standalone."
+    )
+    priority: int = Field(default=0, description="kopf peering priority of this replica.")
+    log_format: Literal["json", "text"] = Field(default="text", description="Log line format.")
+    verbose: bool = Field(default=False, description="Debug logging.")
+    max_nodes: int = Field(
+        default=10_000, ge=1, description="Most nodes (after fan-out) one run may have."
+    )
+    reconcile_workers: int = Field(default=8, ge=1, description="Runs reconciled concurrently.")
+    api_workers: int = Field(default=16, ge=1, description="Concurrent Kubernetes API requests.")
+    watch_server_timeout: int = Field(
+        default=300, ge=10, description="Seconds before the API server ends a watch request."
+    )
+
+    @model_validator(mode="after")
+    def _namespaces_chosen(self) -> OperatorConfig:
+        if self.all_namespaces == bool(self.namespaces):
+            raise ValueError("give --namespace (one or more) or --all-namespaces, not both")
+        return self
+
+
+def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
+    """kopf configured to watch and stay out of the way.
+
+    kdag registers only raw-event handlers, so kopf never writes its progress or diff-base
+    annotations nor finalizers onto runs; posting is off because kdag posts its own Events.
+    """
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False
+    settings.watching.label_selectors[JOBS_RESOURCE] = JOBS_SELECTOR
+    settings.watching.label_selectors[PODS_RESOURCE] = PODS_SELECTOR
+    # Watches end server-side on schedule and reconnect; the client timeout only catches a
+    # connection that died silently.
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_server_timeout + 60
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    settings.peering.standalone = config.peering is None
+    settings.peering.name = config.peering or "default"
+    settings.peering.priority = config.priority
+    settings.peering.clusterwide = config.all_namespaces
+    settings.peering.mandatory = config.peering is not None
+    return settings

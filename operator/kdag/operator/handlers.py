@@ -1,0 +1,98 @@
+"""kopf raw-event handlers: each only updates the cache and wakes the owning run.
+
+Raw-event handlers (`kopf.on.event`) make kopf write nothing onto the objects (no progress
+annotations, no finalizers), so watching costs no API writes. The planning happens in the
+reconciler, one run at a time, however many events arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from kdag.engine.model import LABEL_RUN, JobState
+from kdag.operator.app import Operator
+from kdag.operator.cache import run_key
+from kdag.operator.config import JOBS_RESOURCE, PODS_RESOURCE, RUNS_RESOURCE
+from kdag.operator.observe import pod_job_name, pod_result
+
+DELETED = "DELETED"
+
+
+def _app(memo: kopf.Memo) -> Operator:
+    app: Operator = memo["kdag"]
+    return app
+
+
+def _changed_inputs(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """What users change (spec, annotations, deletion) or a status someone else wrote.
+
+    Our own status writes come back through the watch too; they are already in the cache,
+    so they compare equal and cost no extra planning.
+    """
+    old_meta, new_meta = before.get("metadata") or {}, after.get("metadata") or {}
+    return (
+        old_meta.get("generation") != new_meta.get("generation")
+        or old_meta.get("annotations") != new_meta.get("annotations")
+        or old_meta.get("deletionTimestamp") != new_meta.get("deletionTimestamp")
+        or before.get("status") != after.get("status")
+    )
+
+
+def handle_run_event(app: Operator, event_type: str | None, body: dict[str, Any]) -> None:
+    key = run_key(body)
+    if event_type == DELETED:
+        app.cache.remove_run(key)
+        app.reconciler.forget(key)
+        return
+    before = app.cache.run(key)
+    if app.cache.put_run(body) and (before is None or _changed_inputs(before, body)):
+        app.reconciler.enqueue(key)
+
+
+def handle_job_event(app: Operator, event_type: str | None, body: dict[str, Any]) -> None:
+    if event_type == DELETED:
+        key = app.cache.remove_job(body)
+        if key is not None:
+            app.reconciler.enqueue(key)
+        return
+    stored = app.cache.put_job(body)
+    if stored is not None and stored[1]:
+        app.reconciler.enqueue(stored[0])
+
+
+def handle_pod_event(app: Operator, event_type: str | None, body: dict[str, Any]) -> None:
+    if event_type == DELETED:
+        return  # the result, if any, was seen before; the Job's deletion clears it
+    result = pod_result(body)
+    job_name = pod_job_name(body)
+    meta = body.get("metadata") or {}
+    run = (meta.get("labels") or {}).get(LABEL_RUN)
+    if result is None or job_name is None or not run:
+        return
+    namespace = str(meta.get("namespace", ""))
+    if not app.cache.put_pod_result(namespace, job_name, result):
+        return
+    key = (namespace, run)
+    job = app.cache.job(key, job_name)
+    # A finished Job planned without its pod's result listed the pods; a still-active one
+    # is planned when its own event comes. Only a late result needs another pass.
+    if job is not None and job.observation.state is not JobState.ACTIVE:
+        app.reconciler.enqueue(key)
+
+
+@kopf.on.event(*RUNS_RESOURCE)
+async def on_run(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    handle_run_event(_app(memo), event["type"], cast(dict[str, Any], event["object"]))
+
+
+@kopf.on.event(*JOBS_RESOURCE)
+async def on_job(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    handle_job_event(_app(memo), event["type"], cast(dict[str, Any], event["object"]))
+
+
+@kopf.on.event(*PODS_RESOURCE)
+async def on_pod(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    handle_pod_event(_app(memo), event["type"], cast(dict[str, Any], event["object"]))

@@ -1,0 +1,281 @@
+"""Kubernetes API access: the few REST calls the operator makes, counted for metrics.
+
+The official client is synchronous, so every call runs in a bounded thread pool and returns
+plain dicts (raw JSON): the generated model classes would cost more CPU than the planner.
+`KubeApi` is the interface the reconciler depends on; tests substitute a fake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import kubernetes
+import urllib3
+
+from kdag.api import GROUP, VERSION
+
+logger = logging.getLogger(__name__)
+
+RUNS = "workflowruns"
+WORKFLOWS = "workflows"
+MERGE_PATCH = "application/merge-patch+json"
+# Short requests only; watches are kopf's. A hung request must not hold a worker forever.
+REQUEST_TIMEOUT = (5.0, 30.0)
+
+RequestObserver = Callable[[str, str, str], None]
+"""Called once per request with (verb, resource, code); `code` is the HTTP status or 'error'."""
+
+
+class KubeError(Exception):
+    """An API request that did not succeed; `status` is the HTTP status (0: no response)."""
+
+    def __init__(self, status: int, reason: str, body: str = "") -> None:
+        super().__init__(f"{status} {reason}: {body[:500]}")
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+    @property
+    def api_reason(self) -> str:
+        """The Status object's `reason` (AlreadyExists, NotFound, Invalid, ...) when present."""
+        try:
+            return str(json.loads(self.body).get("reason", ""))
+        except (ValueError, AttributeError):
+            return ""
+
+    @property
+    def api_message(self) -> str:
+        try:
+            return str(json.loads(self.body).get("message", self.reason))
+        except (ValueError, AttributeError):
+            return self.reason
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying the same request later (server trouble, throttling, no response)."""
+        return self.status in (0, 408, 429) or self.status >= 500
+
+
+class KubeApi(Protocol):
+    """The API calls the reconciler makes; every method raises KubeError on failure."""
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def delete_job(self, namespace: str, name: str) -> bool: ...
+
+    async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+
+    async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def patch_run_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def patch_run(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+    async def delete_run(self, namespace: str, name: str, uid: str) -> bool: ...
+
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None: ...
+
+
+def load_client_configuration(pool_size: int) -> kubernetes.client.Configuration:
+    """In-cluster service account when running in a pod, else the current kubeconfig."""
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+    config.connection_pool_maxsize = pool_size
+    # kdag retries on its own schedule (reconcile backoff); urllib3 must not stall a worker.
+    config.retries = False
+    return config
+
+
+class KubeClient:
+    """`KubeApi` over the official client's REST layer, in a bounded thread pool."""
+
+    def __init__(
+        self,
+        configuration: kubernetes.client.Configuration,
+        observe_request: RequestObserver,
+        workers: int = 16,
+    ) -> None:
+        self._api = kubernetes.client.ApiClient(configuration)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._observe_request = observe_request
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    # -- transport
+
+    def _request_sync(
+        self,
+        verb: str,
+        resource: str,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, bytes]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            serialized = self._api.param_serialize(
+                method,
+                path,
+                query_params=query or None,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+            data = response.read() or b""  # type: ignore[no-untyped-call]
+        except (urllib3.exceptions.HTTPError, OSError, kubernetes.client.ApiException) as exc:
+            self._observe_request(verb, resource, "error")
+            raise KubeError(0, type(exc).__name__, str(exc)) from exc
+        self._observe_request(verb, resource, str(response.status))
+        return response.status, data
+
+    async def _request(
+        self,
+        verb: str,
+        resource: str,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        allow: tuple[int, ...] = (),
+    ) -> dict[str, Any] | None:
+        """The parsed JSON answer; None for an allowed error status (e.g. 404)."""
+        loop = asyncio.get_running_loop()
+        status, data = await loop.run_in_executor(
+            self._executor,
+            lambda: self._request_sync(verb, resource, method, path, query, body, content_type),
+        )
+        if status in allow:
+            return None
+        if status >= 300:
+            raise KubeError(status, _status_reason(status), data.decode(errors="replace"))
+        return json.loads(data) if data else {}
+
+    # -- jobs and pods
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        path = f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs"
+        result = await self._request("create", "jobs", "POST", path, body=manifest)
+        assert result is not None
+        return result
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        path = f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}"
+        return await self._request("get", "jobs", "GET", path, allow=(404,))
+
+    async def delete_job(self, namespace: str, name: str) -> bool:
+        path = f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs/{_q(name)}"
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        result = await self._request("delete", "jobs", "DELETE", path, body=body, allow=(404,))
+        return result is not None
+
+    async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        path = f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs"
+        return await self._list("jobs", path, selector)
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        path = f"/api/v1/namespaces/{_q(namespace)}/pods"
+        return await self._list("pods", path, selector)
+
+    async def _list(self, resource: str, path: str, selector: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = [("labelSelector", selector), ("limit", "500")]
+            if token:
+                query.append(("continue", token))
+            page = await self._request("list", resource, "GET", path, query=query)
+            assert page is not None
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
+
+    # -- kdag objects
+
+    def _kdag_path(self, namespace: str, plural: str, name: str = "") -> str:
+        base = f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{plural}"
+        return f"{base}/{_q(name)}" if name else base
+
+    async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
+        path = self._kdag_path(namespace, WORKFLOWS, name)
+        return await self._request("get", WORKFLOWS, "GET", path, allow=(404,))
+
+    async def patch_run_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = self._kdag_path(namespace, RUNS, name) + "/status"
+        result = await self._request(
+            "patch", f"{RUNS}/status", "PATCH", path, body=patch, content_type=MERGE_PATCH
+        )
+        assert result is not None
+        return result
+
+    async def patch_run(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = self._kdag_path(namespace, RUNS, name)
+        result = await self._request(
+            "patch", RUNS, "PATCH", path, body=patch, content_type=MERGE_PATCH
+        )
+        assert result is not None
+        return result
+
+    async def delete_run(self, namespace: str, name: str, uid: str) -> bool:
+        # The uid precondition keeps a TTL timer from deleting a new run of the same name.
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+            "preconditions": {"uid": uid},
+        }
+        path = self._kdag_path(namespace, RUNS, name)
+        result = await self._request("delete", RUNS, "DELETE", path, body=body, allow=(404, 409))
+        return result is not None
+
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
+        path = f"/api/v1/namespaces/{_q(namespace)}/events"
+        await self._request("create", "events", "POST", path, body=event)
+
+
+def _q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+def _status_reason(status: int) -> str:
+    return {
+        400: "BadRequest",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "NotFound",
+        409: "Conflict",
+        410: "Gone",
+        422: "Invalid",
+        429: "TooManyRequests",
+        500: "InternalError",
+        503: "ServiceUnavailable",
+        504: "GatewayTimeout",
+    }.get(status, "Error")

@@ -1,0 +1,148 @@
+"""`kdag-operator`: run kdag's kopf operator with kdag's settings.
+
+    kdag-operator --all-namespaces
+    kdag-operator --namespace team-a --namespace team-b --log-format json
+    kdag-operator --all-namespaces --peering kdag    # replicas > 1: one active, others wait
+
+Every flag has an environment variable (KDAG_<FLAG>, e.g. KDAG_LOG_FORMAT=json) so the Helm
+chart can set them either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import kopf
+from pydantic import ValidationError
+
+# Registers the handlers on kopf's default registry (import for effect).
+import kdag.operator.handlers  # noqa: F401
+from kdag.operator.app import Operator
+from kdag.operator.config import OperatorConfig, kopf_settings
+from kdag.operator.logs import configure_logging
+
+# kdag.operator.workflows (Workflow status, schedules) registers its handlers the same way:
+# import kdag.operator.workflows  -- enable once that module lands
+
+logger = logging.getLogger("kdag.operator")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"KDAG_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kdag-operator", description="Run kdag workflows (WorkflowRuns) as Jobs."
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[n for n in (_env("NAMESPACE") or "").split(",") if n],
+        help="namespace to serve (repeatable; kopf globs like 'team-*' work); env KDAG_NAMESPACE "
+        "(comma-separated)",
+    )
+    scope.add_argument(
+        "--all-namespaces",
+        "-A",
+        action="store_true",
+        default=_env("ALL_NAMESPACES", "") in ("1", "true", "yes"),
+        help="serve every namespace; env KDAG_ALL_NAMESPACES=true",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("METRICS_PORT", "8080") or 8080),
+        help="port of /metrics (0: off); default 8080",
+    )
+    parser.add_argument(
+        "--liveness",
+        default=_env("LIVENESS", "http://0.0.0.0:8081/healthz"),
+        help="liveness endpoint URL; empty: off; default http://0.0.0.0:8081/healthz",
+    )
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=_env("PEERING"),
+        help="kopf peering object for replicas > 1 (needs kopf's peering CRDs)",
+    )
+    peering.add_argument("--standalone", action="store_true", help="no peering (the default)")
+    parser.add_argument(
+        "--priority", type=int, default=int(_env("PRIORITY", "0") or 0), help="peering priority"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=_env("LOG_FORMAT", "text"),
+        help="log line format; default text",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--max-nodes",
+        type=int,
+        default=int(_env("MAX_NODES", "10000") or 10000),
+        help="most nodes (after fan-out) a run may have; default 10000",
+    )
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None) -> OperatorConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    namespaces = tuple(args.namespace) if not args.all_namespaces else ()
+    try:
+        return OperatorConfig(
+            namespaces=namespaces,
+            all_namespaces=args.all_namespaces,
+            metrics_port=args.metrics_port,
+            liveness=args.liveness or None,
+            peering=None if args.standalone else args.peering,
+            priority=args.priority,
+            log_format=args.log_format,
+            verbose=args.verbose,
+            max_nodes=args.max_nodes,
+        )
+    except ValidationError as exc:
+        parser.error("; ".join(str(e["msg"]) for e in exc.errors()))
+
+
+async def run(config: OperatorConfig) -> None:
+    app = Operator.build(config)
+    app.start()
+    logger.info(
+        "kdag operator starting: %s, metrics on :%d",
+        "all namespaces" if config.all_namespaces else f"namespaces {', '.join(config.namespaces)}",
+        config.metrics_port,
+    )
+    try:
+        await kopf.operator(
+            settings=kopf_settings(config),
+            clusterwide=config.all_namespaces,
+            namespaces=config.namespaces,
+            standalone=config.peering is None,
+            peering_name=config.peering,
+            priority=config.priority,
+            liveness_endpoint=config.liveness,
+            memo=kopf.Memo(kdag=app),
+        )
+    finally:
+        await app.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_config(argv)
+    configure_logging(config.log_format, config.verbose)
+    asyncio.run(run(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

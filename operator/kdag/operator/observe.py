@@ -1,0 +1,156 @@
+"""Kubernetes Job and Pod objects -> the planner's `JobObservation` (pure functions)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kdag.engine.jobs import CONTAINER_NAME
+from kdag.engine.model import (
+    ANNOTATION_INSTANCE,
+    LABEL_ATTEMPT,
+    LABEL_RUN,
+    JobObservation,
+    JobState,
+)
+from kdag.engine.timeutil import parse_iso
+
+# Set by the Job controller on every pod it creates (the older `job-name` label too).
+POD_JOB_LABEL = "batch.kubernetes.io/job-name"
+LEGACY_POD_JOB_LABEL = "job-name"
+
+
+@dataclass(frozen=True)
+class PodResult:
+    """How the node's container ended, from its pod's status."""
+
+    exit_code: int | None
+    termination_message: str | None
+    job_uid: str | None = None  # the Job that owns the pod; a same-named older Job must not count
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """A Job of a run as the cache keeps it: which run it belongs to and what state it is in."""
+
+    namespace: str
+    run: str
+    uid: str
+    # The WorkflowRun that owns the Job: a deleted run may leave same-named Jobs behind.
+    owner_uid: str | None
+    resource_version: str
+    observation: JobObservation
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_iso(value)
+    except ValueError:
+        return None
+
+
+def _true_condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def observe_job(job: Mapping[str, Any]) -> ObservedJob | None:
+    """The Job as the planner sees it, or None when it is not a kdag node Job.
+
+    Complete=True -> SUCCEEDED; Failed=True -> FAILED with the condition's reason and message
+    (DeadlineExceeded when activeDeadlineSeconds was hit); anything else is still ACTIVE.
+    """
+    meta = job.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    instance = annotations.get(ANNOTATION_INSTANCE)
+    run = labels.get(LABEL_RUN)
+    try:
+        attempt = int(labels.get(LABEL_ATTEMPT, ""))
+    except ValueError:
+        return None
+    if not instance or not run or not meta.get("name"):
+        return None
+    status = job.get("status") or {}
+    state, reason, message = JobState.ACTIVE, None, None
+    finished_at = None
+    if (complete := _true_condition(status, "Complete")) is not None:
+        state = JobState.SUCCEEDED
+        finished_at = _time(status.get("completionTime")) or _time(
+            complete.get("lastTransitionTime")
+        )
+    elif (failed := _true_condition(status, "Failed")) is not None:
+        state = JobState.FAILED
+        reason = failed.get("reason")
+        message = failed.get("message")
+        finished_at = _time(failed.get("lastTransitionTime"))
+    observation = JobObservation(
+        name=meta["name"],
+        instance=instance,
+        attempt=attempt,
+        state=state,
+        reason=reason,
+        message=message,
+        started_at=_time(status.get("startTime")),
+        finished_at=finished_at,
+        deleting=meta.get("deletionTimestamp") is not None,
+    )
+    return ObservedJob(
+        namespace=meta.get("namespace", ""),
+        run=run,
+        uid=str(meta.get("uid", "")),
+        owner_uid=_controller_uid(meta),
+        resource_version=str(meta.get("resourceVersion", "")),
+        observation=observation,
+    )
+
+
+def _controller_uid(meta: Mapping[str, Any]) -> str | None:
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("controller"):
+            uid = owner.get("uid")
+            return str(uid) if uid else None
+    return None
+
+
+def pod_job_name(pod: Mapping[str, Any]) -> str | None:
+    """The Job that owns the pod, from the labels the Job controller sets."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    name = labels.get(POD_JOB_LABEL) or labels.get(LEGACY_POD_JOB_LABEL)
+    return name if isinstance(name, str) and name else None
+
+
+def pod_result(pod: Mapping[str, Any]) -> PodResult | None:
+    """The node container's terminated state, or None while it has not terminated."""
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") != CONTAINER_NAME:
+            continue
+        terminated = (container.get("state") or {}).get("terminated")
+        if not terminated:
+            return None
+        code = terminated.get("exitCode")
+        message = terminated.get("message")
+        return PodResult(
+            exit_code=code if isinstance(code, int) else None,
+            termination_message=message if isinstance(message, str) else None,
+            job_uid=_controller_uid(pod.get("metadata") or {}),
+        )
+    return None
+
+
+def with_pod_result(observation: JobObservation, result: PodResult | None) -> JobObservation:
+    """The observation with the container's exit code and termination message folded in."""
+    if result is None:
+        return observation
+    return dataclasses.replace(
+        observation,
+        exit_code=result.exit_code,
+        termination_message=result.termination_message,
+    )

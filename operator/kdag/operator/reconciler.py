@@ -1,0 +1,541 @@
+"""The per-run work queue: plan a run with the pure planner, then apply what it asked for.
+
+One reconcile per run at a time; events for a run that is being reconciled are merged into
+one more pass afterwards, so a burst of Job events costs one plan, not one each. Applying
+goes Jobs first, then the status patch, then Events: if anything fails before the status is
+written, the next pass plans from the old status again and the planner, finding the Jobs
+already there, asks for nothing twice. Failed passes are retried with backoff; nothing waits
+on a polling interval: timers fire at the planner's next due time (retry backoff, approval
+timeout, run timeout) and at the run's TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kdag.api import NodePhase, RunPhase, WorkflowRunStatus, WorkflowSpec
+from kdag.engine import names
+from kdag.engine.model import (
+    ANNOTATION_READY_AT,
+    CreateJob,
+    DeleteJob,
+    EmitEvent,
+    JobObservation,
+    JobState,
+    Observed,
+    PlanResult,
+    RemoveAnnotations,
+)
+from kdag.engine.planner import plan
+from kdag.engine.timeutil import parse_iso
+from kdag.operator.cache import Cache, RunKey
+from kdag.operator.events import EventSink
+from kdag.operator.kube import KubeApi, KubeError
+from kdag.operator.metrics import Metrics
+from kdag.operator.observe import POD_JOB_LABEL, ObservedJob, pod_job_name, pod_result
+from kdag.operator.runs import (
+    ParsedRun,
+    is_settled,
+    parse_run,
+    run_context,
+    workflow_from_object,
+)
+from kdag.operator.status_patch import merge_patch
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 60.0
+# Timers fire a little late rather than early: the planner compares whole-second timestamps.
+TIMER_SLACK_SECONDS = 0.05
+CREATE_FAILED_REASON = "CreateFailed"
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one planning pass decided, with the minimal status patch to record it."""
+
+    run: ParsedRun
+    result: PlanResult
+    status_patch: dict[str, Any]
+
+
+def decide(
+    body: Mapping[str, Any],
+    run: ParsedRun,
+    observed: Observed,
+    workflow: WorkflowSpec | None,
+    workflow_problem: str | None,
+    now: datetime,
+    max_nodes: int,
+) -> Decision:
+    """Plan the run and diff the new status against the stored one (pure; runs in a thread)."""
+    ctx = run_context(
+        run, workflow=workflow, workflow_problem=workflow_problem, max_nodes=max_nodes
+    )
+    result = plan(ctx, run.status, observed, now)
+    patch = merge_patch(body.get("status") or {}, result.status.to_wire())
+    return Decision(run=run, result=result, status_patch=patch)
+
+
+def ttl_due(status: Mapping[str, Any]) -> datetime | None:
+    """When a finished run is to be deleted (workflow snapshot's ttlSecondsAfterFinished)."""
+    try:
+        phase = RunPhase(str(status.get("phase")))
+    except ValueError:
+        return None
+    ttl = (status.get("workflow") or {}).get("ttlSecondsAfterFinished")
+    finished = status.get("finishedAt")
+    if not phase.terminal or not isinstance(ttl, int) or not isinstance(finished, str):
+        return None
+    try:
+        return parse_iso(finished) + timedelta(seconds=ttl)
+    except ValueError:
+        return None
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        return (parse_iso(end) - parse_iso(start)).total_seconds()
+    except ValueError:
+        return None
+
+
+def _is_transient(exc: KubeError) -> bool:
+    # A ResourceQuota that is full frees up as other pods finish: wait, don't fail the node.
+    return exc.transient or (exc.status == 403 and "exceeded quota" in exc.body)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: KubeApi,
+        cache: Cache,
+        metrics: Metrics,
+        events: EventSink,
+        *,
+        max_nodes: int = 10_000,
+        workers: int = 8,
+        clock: Clock = utcnow,
+        plan_in_thread: bool = True,
+    ) -> None:
+        self._kube = kube
+        self._cache = cache
+        self._metrics = metrics
+        self._events = events
+        self._max_nodes = max_nodes
+        self._worker_count = workers
+        self._clock = clock
+        # One planning thread: planning is CPU-bound (the GIL serialises it anyway), and
+        # keeping it off the event loop keeps watches and API answers flowing meanwhile.
+        self._planner = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
+            if plan_in_thread
+            else None
+        )
+        self._queue: asyncio.Queue[RunKey] = asyncio.Queue()
+        self._queued: set[RunKey] = set()
+        self._busy: set[RunKey] = set()
+        self._dirty: set[RunKey] = set()
+        self._timers: dict[RunKey, tuple[datetime, asyncio.TimerHandle]] = {}
+        self._failures: dict[RunKey, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------ queue
+
+    def enqueue(self, key: RunKey) -> None:
+        """Reconcile the run soon; merged with any pass already waiting or running."""
+        if key in self._busy:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def forget(self, key: RunKey) -> None:
+        """The run is gone: drop its timers and bookkeeping."""
+        self._cancel_timer(key)
+        self._failures.pop(key, None)
+        self._dirty.discard(key)
+        self._metrics.forget_run(key)
+
+    def due_at(self, key: RunKey) -> datetime | None:
+        """When the run's timer fires next (for tests and debugging)."""
+        timer = self._timers.get(key)
+        return timer[0] if timer else None
+
+    @property
+    def idle(self) -> bool:
+        return not self._queued and not self._busy
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"kdag-reconciler-{i}")
+            for i in range(self._worker_count)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for key in list(self._timers):
+            self._cancel_timer(key)
+        if self._planner is not None:
+            self._planner.shutdown(wait=False, cancel_futures=True)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._busy.add(key)
+            try:
+                await self.reconcile_safely(key)
+            finally:
+                self._busy.discard(key)
+                if key in self._dirty:
+                    self._dirty.discard(key)
+                    self.enqueue(key)
+
+    async def reconcile_safely(self, key: RunKey) -> None:
+        """One pass; a failure is logged, counted and retried with backoff, never raised."""
+        started = time.perf_counter()
+        try:
+            await self.reconcile(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            delay = min(RETRY_BASE_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS)
+            self._metrics.reconcile_errors.inc()
+            extra = {"run": f"{key[0]}/{key[1]}"}
+            if isinstance(exc, KubeError):
+                logger.warning(
+                    "reconcile of %s/%s failed (retry %d in %.1fs): %s",
+                    *key,
+                    failures,
+                    delay,
+                    exc,
+                    extra=extra,
+                )
+            else:
+                logger.exception(
+                    "reconcile of %s/%s failed (retry %d in %.1fs)",
+                    *key,
+                    failures,
+                    delay,
+                    extra=extra,
+                )
+            self._schedule(key, self._clock() + timedelta(seconds=delay))
+        else:
+            self._failures.pop(key, None)
+        finally:
+            self._metrics.reconcile_duration.observe(time.perf_counter() - started)
+
+    # ------------------------------------------------------------ one pass
+
+    async def reconcile(self, key: RunKey) -> None:
+        body = self._cache.run(key)
+        if body is None:
+            self.forget(key)
+            return
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            self._cancel_timer(key)  # being deleted: start nothing
+            return
+        if is_settled(body):
+            await self._settled(key, body)
+            return
+        run = parse_run(body)
+        if not self._cache.is_primed(key):
+            await self._prime(key, run)
+        workflow, workflow_problem = await self._resolve_workflow(run)
+        await self._fill_pod_results(key, run)
+        observed = self._cache.observed(key, run.uid)
+        now = self._clock()
+        decision = await self._in_planner(
+            lambda: decide(body, run, observed, workflow, workflow_problem, now, self._max_nodes)
+        )
+        await self._apply(key, body, decision, now)
+
+    async def _in_planner(self, compute: Callable[[], Decision]) -> Decision:
+        if self._planner is None:
+            return compute()
+        return await asyncio.get_running_loop().run_in_executor(self._planner, compute)
+
+    async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
+        """A finished run: only its TTL matters."""
+        self._metrics.track_run(key, None, 0)
+        status = body.get("status") or {}
+        due = ttl_due(status)
+        if due is None:
+            self._cancel_timer(key)
+            return
+        if due > self._clock():
+            self._schedule(key, due)
+            return
+        meta = body.get("metadata") or {}
+        logger.info(
+            "deleting finished run %s/%s: ttlSecondsAfterFinished passed",
+            *key,
+            extra={"run": f"{key[0]}/{key[1]}"},
+        )
+        await self._kube.delete_run(key[0], key[1], str(meta.get("uid", "")))
+        self._cancel_timer(key)
+
+    async def _prime(self, key: RunKey, run: ParsedRun) -> None:
+        """List the run's Jobs and pods once: the planner must see every Job that exists,
+        or it would take a Job the watch has not shown yet for one deleted by hand."""
+        selector = f"kdag.dev/run={run.name}"
+        jobs, pods = await asyncio.gather(
+            self._kube.list_jobs(run.namespace, selector),
+            self._kube.list_pods(run.namespace, selector),
+        )
+        for job in jobs:
+            self._cache.put_job(job)
+        self._store_pods(run.namespace, pods)
+        for name in self._cache.job_names(key):
+            self._cache.mark_pods_listed(run.namespace, name)
+        self._cache.mark_primed(key)
+
+    def _store_pods(self, namespace: str, pods: list[dict[str, Any]]) -> None:
+        for pod in pods:
+            job_name, result = pod_job_name(pod), pod_result(pod)
+            if job_name and result:
+                self._cache.put_pod_result(namespace, job_name, result)
+
+    async def _resolve_workflow(self, run: ParsedRun) -> tuple[WorkflowSpec | None, str | None]:
+        if run.started or run.workflow_ref is None or run.problem is not None:
+            return None, None
+        found = await self._kube.get_workflow(run.namespace, run.workflow_ref)
+        return workflow_from_object(run, found)
+
+    async def _fill_pod_results(self, key: RunKey, run: ParsedRun) -> None:
+        """A finished Job whose pod result the watch has not delivered yet: list its pods
+        once, so outputs and exit codes are read, not guessed."""
+        if run.status is None:
+            return
+        wanted = []
+        for instance, node in (run.status.nodes or {}).items():
+            if node.phase is not NodePhase.RUNNING or not node.attempt:
+                continue
+            # Fan-out instances leave their (derivable) Job name out of the status.
+            name = node.job or names.job_name(run.name, instance, node.attempt)
+            job = self._cache.job(key, name)
+            if (
+                job is not None
+                and job.observation.state is not JobState.ACTIVE
+                and self._cache.pod_result(run.namespace, name) is None
+                and not self._cache.pods_listed(run.namespace, name)
+            ):
+                wanted.append(name)
+        if not wanted:
+            return
+        found = await asyncio.gather(
+            *(self._kube.list_pods(run.namespace, f"{POD_JOB_LABEL}={job}") for job in wanted)
+        )
+        for job_name, pods in zip(wanted, found, strict=True):
+            self._store_pods(run.namespace, pods)
+            self._cache.mark_pods_listed(run.namespace, job_name)
+
+    # ------------------------------------------------------------ applying
+
+    async def _apply(
+        self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime
+    ) -> None:
+        run, result = decision.run, decision.result
+        creates = [a for a in result.actions if isinstance(a, CreateJob)]
+        deletes = [a for a in result.actions if isinstance(a, DeleteJob)]
+        outcomes = await asyncio.gather(
+            *(self._create_job(key, run, action) for action in creates),
+            *(self._delete_job(run, action) for action in deletes),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        stored = body
+        if decision.status_patch:
+            try:
+                stored = await self._kube.patch_run_status(
+                    run.namespace, run.name, {"status": decision.status_patch}
+                )
+            except KubeError as exc:
+                if exc.status == 404:
+                    return  # deleted meanwhile; the watch's DELETED event cleans up
+                raise
+            self._cache.put_run(stored)
+        for action in result.actions:
+            if isinstance(action, RemoveAnnotations):
+                patch = {"metadata": {"annotations": dict.fromkeys(action.keys)}}
+                self._cache.put_run(await self._kube.patch_run(run.namespace, run.name, patch))
+        for action in result.actions:
+            if isinstance(action, EmitEvent):
+                self._events.post(stored, action, now)
+        self._record(key, run.status, result.status)
+        self._schedule_next(key, result, now)
+        if any(self._failed_create(key, a.name) for a in creates):
+            self.enqueue(key)  # let the planner see the Job that could not be created
+
+    async def _create_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> None:
+        extra = {"run": f"{run.namespace}/{run.name}", "node": action.instance}
+        try:
+            created = await self._kube.create_job(run.namespace, action.manifest)
+        except KubeError as exc:
+            if exc.status == 409 and exc.api_reason == "AlreadyExists":
+                await self._adopt_job(key, run, action)
+                return
+            if _is_transient(exc):
+                raise
+            # The API refuses this Job for good (invalid podTemplate, forbidden): record it
+            # as a failed attempt with the API's reason, so the node's retry policy applies
+            # and its message says why.
+            logger.warning(
+                "Job %s for node %s could not be created: %s",
+                action.name,
+                action.instance,
+                exc.api_message,
+                extra=extra,
+            )
+            self._cache.put_observed_job(
+                ObservedJob(
+                    namespace=run.namespace,
+                    run=run.name,
+                    uid="",
+                    owner_uid=run.uid,
+                    resource_version="",
+                    observation=JobObservation(
+                        name=action.name,
+                        instance=action.instance,
+                        attempt=action.attempt,
+                        state=JobState.FAILED,
+                        reason=CREATE_FAILED_REASON,
+                        message=f"the Job could not be created: {exc.api_message}",
+                    ),
+                )
+            )
+            return
+        self._cache.put_job(created)
+        ready_at = ((created.get("metadata") or {}).get("annotations") or {}).get(
+            ANNOTATION_READY_AT
+        )
+        if ready_at:
+            try:
+                latency = (self._clock() - parse_iso(ready_at)).total_seconds()
+                self._metrics.scheduling_latency.observe(max(latency, 0.0))
+            except ValueError:
+                pass
+        logger.debug("created Job %s", action.name, extra=extra)
+
+    async def _adopt_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> None:
+        """The Job exists (made before a restart, or by a pass whose status write failed)."""
+        existing = await self._kube.get_job(run.namespace, action.name)
+        if existing is None:
+            raise KubeError(409, "Conflict", f"Job {action.name} exists but cannot be read")
+        owners = (existing.get("metadata") or {}).get("ownerReferences") or []
+        if not any(o.get("uid") == run.uid for o in owners):
+            # A Job of an earlier run of the same name, which the garbage collector has not
+            # removed yet: wait for it rather than adopt a stranger's result.
+            raise KubeError(409, "Conflict", f"Job {action.name} belongs to another run")
+        self._cache.put_job(existing)
+
+    def _failed_create(self, key: RunKey, name: str) -> bool:
+        job = self._cache.job(key, name)
+        return job is not None and job.observation.reason == CREATE_FAILED_REASON
+
+    async def _delete_job(self, run: ParsedRun, action: DeleteJob) -> None:
+        await self._kube.delete_job(run.namespace, action.name)
+        logger.info(
+            "deleted Job %s: %s",
+            action.name,
+            action.reason,
+            extra={"run": f"{run.namespace}/{run.name}"},
+        )
+
+    # ------------------------------------------------------------ metrics and timers
+
+    def _record(self, key: RunKey, old: WorkflowRunStatus | None, new: WorkflowRunStatus) -> None:
+        """Count the transitions this pass made (never the ones found at start-up)."""
+        extra = {"run": f"{key[0]}/{key[1]}"}
+        old_phase = old.phase if old else None
+        if (old is None or old.workflow is None) and new.workflow is not None:
+            self._metrics.runs_started.inc()
+        if new.phase is not None and new.phase is not old_phase:
+            logger.info("run %s/%s is %s: %s", *key, new.phase, new.message or "", extra=extra)
+            if new.phase.terminal and (old_phase is None or not old_phase.terminal):
+                self._metrics.run_finished(
+                    new.phase, _seconds_between(new.started_at, new.finished_at)
+                )
+        before = (old.nodes or {}) if old else {}
+        approvals = 0
+        for name, node in (new.nodes or {}).items():
+            if node.phase is NodePhase.WAITING_FOR_APPROVAL:
+                approvals += 1
+            previous = before.get(name)
+            if previous is not None and previous.phase is node.phase:
+                continue
+            if node.phase.terminal:
+                self._metrics.node_finished(
+                    node.phase, _seconds_between(node.started_at, node.finished_at)
+                )
+                logger.info(
+                    "node %s %s%s",
+                    name,
+                    node.phase,
+                    f": {node.message}" if node.message else "",
+                    extra={**extra, "node": name},
+                )
+            elif node.phase is NodePhase.RETRYING:
+                self._metrics.node_retries.inc()
+        self._metrics.track_run(key, new.phase, approvals)
+
+    def _schedule_next(self, key: RunKey, result: PlanResult, now: datetime) -> None:
+        due = result.requeue_at
+        status = result.status
+        workflow = status.workflow
+        if (
+            status.phase is not None
+            and status.phase.terminal
+            and workflow is not None
+            and workflow.ttl_seconds_after_finished is not None
+            and status.finished_at
+        ):
+            ttl = parse_iso(status.finished_at) + timedelta(
+                seconds=workflow.ttl_seconds_after_finished
+            )
+            due = min(due, ttl) if due else ttl
+        if due is None:
+            self._cancel_timer(key)
+        else:
+            self._schedule(key, due)
+
+    def _schedule(self, key: RunKey, due: datetime) -> None:
+        self._cancel_timer(key)
+        delay = max((due - self._clock()).total_seconds(), 0.0) + TIMER_SLACK_SECONDS
+        if not math.isfinite(delay):
+            return
+        handle = asyncio.get_running_loop().call_later(delay, self._fire, key)
+        self._timers[key] = (due, handle)
+
+    def _fire(self, key: RunKey) -> None:
+        self._timers.pop(key, None)
+        self.enqueue(key)
+
+    def _cancel_timer(self, key: RunKey) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer[1].cancel()

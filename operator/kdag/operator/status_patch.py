@@ -1,0 +1,62 @@
+"""The smallest JSON merge patch (RFC 7386) that turns one status into another (pure).
+
+Patching only what changed keeps writes small for large runs: a node finishing sends that
+node's changed fields, not the whole `nodes` map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch that, applied to `old`, gives `new`; empty when they are equal.
+
+    Keys missing from `new` become null (delete); nested objects are diffed key by key;
+    lists and scalars that differ are replaced whole (merge patches cannot edit lists).
+    """
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+            continue
+        before = old[key]
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif not same_json(value, before):
+            patch[key] = value
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """JSON equality: 2 and 2.0 are the same number (the API server writes whole floats as
+    integers), but true is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def apply_merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 application, used to keep the cached object in step with what was sent."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            base = result.get(key)
+            result[key] = apply_merge_patch(base if isinstance(base, Mapping) else {}, value)
+        else:
+            result[key] = value
+    return result

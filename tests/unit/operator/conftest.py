@@ -1,0 +1,267 @@
+"""Fakes for the operator's unit tests: an in-memory Kubernetes API and a fixed clock."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kdag.engine.model import EmitEvent
+from kdag.operator.cache import Cache
+from kdag.operator.kube import KubeError
+from kdag.operator.metrics import Metrics
+from kdag.operator.reconciler import Reconciler
+from kdag.operator.status_patch import apply_merge_patch
+
+T0 = datetime(2026, 11, 22, 2, 0, 0, tzinfo=UTC)
+
+
+def status_error(status: int, reason: str) -> KubeError:
+    return KubeError(status, reason, json.dumps({"kind": "Status", "reason": reason}))
+
+
+class FakeKube:
+    """Just enough of the API server: Jobs, pods, runs, Workflows, Events; every call logged."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.runs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.workflows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, ...]] = []
+        self.status_patches: list[dict[str, Any]] = []
+        self.fail_next: dict[str, KubeError] = {}
+        self._rv = 100
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def _maybe_fail(self, verb: str) -> None:
+        error = self.fail_next.pop(verb, None)
+        if error is not None:
+            raise error
+
+    def add_run(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = copy.deepcopy(body)
+        meta = body.setdefault("metadata", {})
+        meta.setdefault("uid", f"uid-{meta['name']}")
+        meta.setdefault("generation", 1)
+        meta["resourceVersion"] = self._next_rv()
+        self.runs[(meta["namespace"], meta["name"])] = body
+        return copy.deepcopy(body)
+
+    def finish_job(self, namespace: str, name: str, *, ok: bool = True, **pod: Any) -> None:
+        """Make the Job Complete (or Failed) and give it a terminated pod."""
+        job = self.jobs[(namespace, name)]
+        condition = {"type": "Complete" if ok else "Failed", "status": "True"}
+        condition["lastTransitionTime"] = "2026-11-22T02:00:05Z"
+        if not ok:
+            condition["reason"] = pod.pop("reason", "BackoffLimitExceeded")
+            condition["message"] = "Job has reached the specified backoff limit"
+        job["status"] = {"startTime": "2026-11-22T02:00:01Z", "conditions": [condition]}
+        if ok:
+            job["status"]["completionTime"] = "2026-11-22T02:00:05Z"
+        job["metadata"]["resourceVersion"] = self._next_rv()
+        terminated = {"exitCode": pod.get("exit_code", 0 if ok else 1)}
+        if "message" in pod:
+            terminated["message"] = pod["message"]
+        self.pods[(namespace, f"{name}-pod")] = {
+            "metadata": {
+                "name": f"{name}-pod",
+                "namespace": namespace,
+                "labels": {
+                    "batch.kubernetes.io/job-name": name,
+                    "kdag.dev/run": job["metadata"]["labels"]["kdag.dev/run"],
+                },
+                "ownerReferences": [
+                    {"kind": "Job", "uid": job["metadata"]["uid"], "controller": True}
+                ],
+            },
+            "status": {
+                "containerStatuses": [{"name": "main", "state": {"terminated": terminated}}]
+            },
+        }
+
+    # -- KubeApi
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create_job", manifest["metadata"]["name"]))
+        self._maybe_fail("create_job")
+        key = (namespace, manifest["metadata"]["name"])
+        if key in self.jobs:
+            raise status_error(409, "AlreadyExists")
+        job = copy.deepcopy(dict(manifest))
+        job["metadata"]["uid"] = f"job-uid-{key[1]}"
+        job["metadata"]["resourceVersion"] = self._next_rv()
+        job["status"] = {}
+        self.jobs[key] = job
+        return copy.deepcopy(job)
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_job", name))
+        job = self.jobs.get((namespace, name))
+        return copy.deepcopy(job) if job else None
+
+    async def delete_job(self, namespace: str, name: str) -> bool:
+        self.calls.append(("delete_job", name))
+        return self.jobs.pop((namespace, name), None) is not None
+
+    async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_jobs", selector))
+        label, value = selector.split("=")
+        return [
+            copy.deepcopy(j)
+            for (ns, _), j in self.jobs.items()
+            if ns == namespace and j["metadata"]["labels"].get(label) == value
+        ]
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_pods", selector))
+        label, value = selector.split("=")
+        return [
+            copy.deepcopy(p)
+            for (ns, _), p in self.pods.items()
+            if ns == namespace and p["metadata"]["labels"].get(label) == value
+        ]
+
+    async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_workflow", name))
+        found = self.workflows.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    async def patch_run_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        self.calls.append(("patch_run_status", name))
+        self._maybe_fail("patch_run_status")
+        self.status_patches.append(copy.deepcopy(dict(patch)))
+        return self._patch(namespace, name, patch)
+
+    async def patch_run(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        self.calls.append(("patch_run", name))
+        return self._patch(namespace, name, patch)
+
+    def _patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        key = (namespace, name)
+        if key not in self.runs:
+            raise status_error(404, "NotFound")
+        body = apply_merge_patch(self.runs[key], patch)
+        body["metadata"]["resourceVersion"] = self._next_rv()
+        self.runs[key] = body
+        return copy.deepcopy(body)
+
+    async def delete_run(self, namespace: str, name: str, uid: str) -> bool:
+        self.calls.append(("delete_run", name))
+        return self.runs.pop((namespace, name), None) is not None
+
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
+        self.events.append(dict(event))
+
+
+class RecordingEvents:
+    def __init__(self) -> None:
+        self.posted: list[EmitEvent] = []
+
+    def post(self, run: Mapping[str, Any], event: EmitEvent, now: datetime) -> None:
+        self.posted.append(event)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class Harness:
+    """A reconciler wired to fakes, with helpers to drive it like the watches would."""
+
+    def __init__(self) -> None:
+        self.kube = FakeKube()
+        self.cache = Cache()
+        self.metrics = Metrics()
+        self.events = RecordingEvents()
+        self.clock = Clock()
+        self.due: dict[tuple[str, str], datetime | None] = {}
+        self.reconciler = Reconciler(
+            self.kube,  # type: ignore[arg-type]
+            self.cache,
+            self.metrics,
+            self.events,
+            clock=self.clock,
+            plan_in_thread=False,
+        )
+
+    def create_run(self, body: dict[str, Any]) -> tuple[str, str]:
+        stored = self.kube.add_run(body)
+        self.cache.put_run(stored)
+        return stored["metadata"]["namespace"], stored["metadata"]["name"]
+
+    def sync_from_api(self) -> None:
+        """What the watches would deliver: every object as the fake API has it now."""
+        for body in self.kube.runs.values():
+            self.cache.put_run(copy.deepcopy(body))
+        for job in self.kube.jobs.values():
+            self.cache.put_job(copy.deepcopy(job))
+
+    def reconcile(self, key: tuple[str, str]) -> None:
+        asyncio.run(self._reconcile(key))
+
+    def reconcile_safely(self, key: tuple[str, str]) -> None:
+        asyncio.run(self._reconcile(key, safely=True))
+
+    async def _reconcile(self, key: tuple[str, str], safely: bool = False) -> None:
+        if safely:
+            await self.reconciler.reconcile_safely(key)
+        else:
+            await self.reconciler.reconcile(key)
+        # Timers live on this loop, which ends here: remember when they were due, then
+        # cancel them.
+        self.due = {run: self.reconciler.due_at(run) for run in list(self.reconciler._timers)}
+        for run in list(self.reconciler._timers):
+            self.reconciler._cancel_timer(run)
+
+    def status(self, key: tuple[str, str]) -> dict[str, Any]:
+        return dict(self.kube.runs[key].get("status") or {})
+
+
+def run_body(
+    name: str = "r1",
+    namespace: str = "ns",
+    nodes: list[dict[str, Any]] | None = None,
+    **workflow: Any,
+) -> dict[str, Any]:
+    spec = {
+        "defaults": {"image": "busybox:1.36"},
+        "nodes": nodes or [{"name": "a"}],
+        **workflow,
+    }
+    return {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"workflow": spec},
+    }
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+@pytest.fixture
+def make_run() -> Callable[..., dict[str, Any]]:
+    return run_body

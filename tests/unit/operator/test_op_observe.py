@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kdag.engine.model import JobState
+from kdag.operator.observe import observe_job, pod_job_name, pod_result, with_pod_result
+
+
+def job(conditions: list[dict[str, Any]] | None = None, **meta: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "r1-a-1",
+            "namespace": "ns",
+            "uid": "job-uid",
+            "resourceVersion": "7",
+            "labels": {"kdag.dev/run": "r1", "kdag.dev/attempt": "1"},
+            "annotations": {"kdag.dev/node-instance": "a"},
+            "ownerReferences": [{"kind": "WorkflowRun", "uid": "run-uid", "controller": True}],
+            **meta,
+        },
+        "status": {"startTime": "2026-11-22T02:00:01Z", "conditions": conditions or []},
+    }
+
+
+def test_active_job() -> None:
+    observed = observe_job(job())
+    assert observed is not None
+    assert (observed.namespace, observed.run, observed.owner_uid) == ("ns", "r1", "run-uid")
+    o = observed.observation
+    assert (o.name, o.instance, o.attempt, o.state) == ("r1-a-1", "a", 1, JobState.ACTIVE)
+    assert o.started_at == datetime(2026, 11, 22, 2, 0, 1, tzinfo=UTC)
+    assert not o.deleting
+
+
+def test_complete_job() -> None:
+    body = job([{"type": "Complete", "status": "True"}])
+    body["status"]["completionTime"] = "2026-11-22T02:00:09Z"
+    observed = observe_job(body)
+    assert observed is not None
+    assert observed.observation.state is JobState.SUCCEEDED
+    assert observed.observation.finished_at == datetime(2026, 11, 22, 2, 0, 9, tzinfo=UTC)
+
+
+def test_failed_job_keeps_reason_and_message() -> None:
+    condition = {
+        "type": "Failed",
+        "status": "True",
+        "reason": "DeadlineExceeded",
+        "message": "Job was active longer than specified deadline",
+        "lastTransitionTime": "2026-11-22T02:00:30Z",
+    }
+    observed = observe_job(job([{"type": "FailureTarget", "status": "True"}, condition]))
+    assert observed is not None
+    o = observed.observation
+    assert o.state is JobState.FAILED
+    assert o.reason == "DeadlineExceeded"
+    assert o.message == "Job was active longer than specified deadline"
+    assert o.finished_at == datetime(2026, 11, 22, 2, 0, 30, tzinfo=UTC)
+
+
+def test_condition_not_true_is_still_active() -> None:
+    observed = observe_job(job([{"type": "Complete", "status": "False"}]))
+    assert observed is not None
+    assert observed.observation.state is JobState.ACTIVE
+
+
+def test_deleting_job() -> None:
+    observed = observe_job(job(deletionTimestamp="2026-11-22T02:01:00Z"))
+    assert observed is not None
+    assert observed.observation.deleting
+
+
+def test_foreign_jobs_are_ignored() -> None:
+    no_instance = job()
+    no_instance["metadata"]["annotations"] = {}
+    bad_attempt = job()
+    bad_attempt["metadata"]["labels"]["kdag.dev/attempt"] = "one"
+    assert observe_job(no_instance) is None
+    assert observe_job(bad_attempt) is None
+    assert observe_job({}) is None
+
+
+def pod(state: dict[str, Any], name: str = "main") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "labels": {"batch.kubernetes.io/job-name": "r1-a-1", "kdag.dev/run": "r1"},
+            "ownerReferences": [{"kind": "Job", "uid": "job-uid", "controller": True}],
+        },
+        "status": {"containerStatuses": [{"name": name, "state": state}]},
+    }
+
+
+def test_pod_result_from_terminated_main_container() -> None:
+    body = pod({"terminated": {"exitCode": 3, "message": '{"rows": "12"}'}})
+    result = pod_result(body)
+    assert result is not None
+    assert (result.exit_code, result.termination_message, result.job_uid) == (
+        3,
+        '{"rows": "12"}',
+        "job-uid",
+    )
+    assert pod_job_name(body) == "r1-a-1"
+
+
+def test_pod_result_absent_while_running_or_for_other_containers() -> None:
+    assert pod_result(pod({"running": {}})) is None
+    assert pod_result(pod({"terminated": {"exitCode": 0}}, name="sidecar")) is None
+    assert pod_result({}) is None
+
+
+def test_legacy_job_name_label() -> None:
+    assert pod_job_name({"metadata": {"labels": {"job-name": "j"}}}) == "j"
+    assert pod_job_name({"metadata": {}}) is None
+
+
+def test_with_pod_result_folds_in_exit_code_and_message() -> None:
+    observed = observe_job(job([{"type": "Complete", "status": "True"}]))
+    assert observed is not None
+    result = pod_result(pod({"terminated": {"exitCode": 0, "message": "{}"}}))
+    merged = with_pod_result(observed.observation, result)
+    assert (merged.exit_code, merged.termination_message) == (0, "{}")
+    assert with_pod_result(observed.observation, None) is observed.observation

@@ -1,0 +1,284 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from conftest import Harness, run_body, status_error
+
+from kdag.engine.timeutil import parse_iso
+from kdag.operator.cache import Cache
+
+
+def calls(h: Harness, verb: str) -> list[tuple[str, ...]]:
+    return [c for c in h.kube.calls if c[0] == verb]
+
+
+def test_first_pass_primes_the_cache_creates_the_job_and_records_status(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    assert calls(h, "list_jobs") == [("list_jobs", "kdag.dev/run=r1")]
+    assert calls(h, "list_pods") == [("list_pods", "kdag.dev/run=r1")]
+    assert calls(h, "create_job") == [("create_job", "r1-a-1")]
+    status = h.status(key)
+    assert status["phase"] == "Running"
+    assert status["nodes"]["a"]["phase"] == "Running"
+    assert status["nodes"]["a"]["job"] == "r1-a-1"
+    assert status["workflow"]["nodes"][0]["name"] == "a"
+    job = h.kube.jobs[("ns", "r1-a-1")]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-r1"
+    assert h.metrics.runs_started._value.get() == 1
+
+
+def test_reconciling_again_changes_nothing(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    h.sync_from_api()
+    before = list(h.kube.calls)
+    h.reconcile(key)
+    assert h.kube.calls == before  # no create, no status patch, no list
+
+
+def test_finished_job_gives_a_minimal_patch_with_outputs(h: Harness) -> None:
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
+    h.reconcile(key)
+    h.kube.finish_job("ns", "r1-a-1", message='{"rows": "12"}')
+    h.sync_from_api()  # the Job event arrived, the pod event not yet
+    h.reconcile(key)
+    # The pod result was not in the cache: its pods were listed once instead of guessing.
+    assert ("list_pods", "batch.kubernetes.io/job-name=r1-a-1") in h.kube.calls
+    patch = h.kube.status_patches[-1]["status"]
+    assert patch["nodes"]["a"]["phase"] == "Succeeded"
+    assert patch["nodes"]["a"]["outputs"] == {"rows": "12"}
+    assert patch["nodes"]["b"]["phase"] == "Running"
+    assert "workflow" not in patch  # the snapshot is written once, never again
+    assert ("create_job", "r1-b-1") in h.kube.calls
+
+
+def test_create_answered_already_exists_adopts_the_job(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    # A restart: the status write was lost, the Job was made. The new process's cache
+    # has the run (primed by a list that raced the creation) but not the Job.
+    h.kube.runs[key].pop("status")
+    h.cache = Cache()
+    h.reconciler._cache = h.cache
+    h.sync_from_api()
+    h.cache.remove_job(h.kube.jobs[("ns", "r1-a-1")])
+    h.cache.mark_primed(key)
+    h.kube.calls.clear()
+    h.reconcile(key)
+    assert calls(h, "create_job") == [("create_job", "r1-a-1")]
+    assert calls(h, "get_job") == [("get_job", "r1-a-1")]
+    assert len(h.kube.jobs) == 1
+    assert h.status(key)["nodes"]["a"]["phase"] == "Running"
+    assert h.cache.job(key, "r1-a-1") is not None
+
+
+def test_a_same_named_job_of_a_deleted_run_is_not_adopted(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    # The run is deleted and created again under the same name; its old Job lingers.
+    old_job = h.kube.jobs[("ns", "r1-a-1")]
+    h.kube.runs.clear()
+    h.cache = Cache()
+    h.reconciler._cache = h.cache
+    new_run = run_body()
+    new_run["metadata"]["uid"] = "uid-r1-second"
+    h.create_run(new_run)
+    h.reconcile_safely(key)
+    assert h.kube.jobs[("ns", "r1-a-1")] is old_job  # left alone
+    assert "status" not in h.kube.runs[key]  # nothing recorded as running
+    assert h.metrics.reconcile_errors._value.get() == 1
+    assert h.due[key] == h.clock.now + timedelta(seconds=0.5)
+
+
+def test_failed_status_patch_is_retried_with_backoff_without_a_second_job(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.kube.fail_next["patch_run_status"] = status_error(500, "InternalError")
+    h.reconcile_safely(key)
+    assert h.metrics.reconcile_errors._value.get() == 1
+    assert h.due[key] == h.clock.now + timedelta(seconds=0.5)
+    h.kube.fail_next["patch_run_status"] = status_error(503, "ServiceUnavailable")
+    h.reconcile_safely(key)
+    assert h.due[key] == h.clock.now + timedelta(seconds=1)  # backing off
+    h.reconcile_safely(key)
+    assert calls(h, "create_job") == [("create_job", "r1-a-1")]
+    assert h.status(key)["nodes"]["a"]["phase"] == "Running"
+    assert key not in h.due  # healthy again: no timer
+
+
+def test_cancel_deletes_running_jobs_and_deleting_twice_is_fine(h: Harness) -> None:
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b"}]))
+    h.reconcile(key)
+    h.kube.jobs.pop(("ns", "r1-b-1"))  # someone was faster: that Job is gone already
+    h.kube.runs[key]["spec"]["cancel"] = True
+    h.kube.runs[key]["metadata"]["generation"] = 2
+    h.kube.runs[key]["metadata"]["resourceVersion"] = "999"
+    h.cache.put_run(dict(h.kube.runs[key]))
+    h.reconcile(key)
+    assert sorted(calls(h, "delete_job")) == [("delete_job", "r1-a-1"), ("delete_job", "r1-b-1")]
+    status = h.status(key)
+    assert status["phase"] == "Cancelled"
+    assert {n["phase"] for n in status["nodes"].values()} == {"Cancelled"}
+    assert not h.kube.jobs
+
+
+def test_retry_schedules_a_timer_at_the_next_attempt(h: Harness) -> None:
+    retry = {"limit": 1, "backoffSeconds": 30}
+    key = h.create_run(run_body(nodes=[{"name": "a", "retry": retry}]))
+    h.reconcile(key)
+    h.kube.finish_job("ns", "r1-a-1", ok=False)
+    h.sync_from_api()
+    h.reconcile(key)
+    node = h.status(key)["nodes"]["a"]
+    assert node["phase"] == "Retrying"
+    assert h.due[key] == parse_iso(node["nextAttemptAt"])
+    assert h.metrics.node_retries._value.get() == 1
+    h.clock.advance(31)
+    h.reconcile(key)
+    assert ("create_job", "r1-a-2") in h.kube.calls
+
+
+def test_missing_workflow_ends_the_run_invalid(h: Harness) -> None:
+    body = run_body()
+    body["spec"] = {"workflowRef": {"name": "nope"}}
+    key = h.create_run(body)
+    h.reconcile(key)
+    status = h.status(key)
+    assert status["phase"] == "Invalid"
+    assert 'spec.workflowRef.name: Workflow "nope" not found in namespace "ns"' in status["message"]
+    assert not calls(h, "create_job")
+
+
+def test_workflow_ref_is_resolved_and_snapshotted(h: Harness) -> None:
+    h.kube.workflows[("ns", "etl")] = {"spec": {"nodes": [{"name": "x", "image": "busybox"}]}}
+    body = run_body()
+    body["spec"] = {"workflowRef": {"name": "etl"}}
+    key = h.create_run(body)
+    h.reconcile(key)
+    h.sync_from_api()
+    assert h.status(key)["workflowName"] == "etl"
+    assert ("create_job", "r1-x-1") in h.kube.calls
+    h.kube.workflows.clear()  # deleting the Workflow does not affect the started run
+    h.reconcile(key)
+    assert calls(h, "get_workflow") == [("get_workflow", "etl")]
+    assert h.status(key)["phase"] == "Running"
+
+
+def test_schema_errors_name_the_field(h: Harness) -> None:
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "B_ad"}]))
+    h.reconcile(key)
+    status = h.status(key)
+    assert status["phase"] == "Invalid"
+    assert "spec.workflow.nodes[1].name: String should match pattern" in status["message"]
+
+
+def test_a_job_the_api_refuses_fails_the_node_with_the_reason(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.kube.fail_next["create_job"] = status_error(422, "Invalid")
+    h.kube.fail_next[
+        "create_job"
+    ].body = '{"reason": "Invalid", "message": "spec.template.spec.foo: unknown"}'
+    h.reconcile(key)
+    assert h.reconciler._queued == {key}  # another pass to let the planner see it
+    h.reconcile(key)
+    status = h.status(key)
+    assert status["phase"] == "Failed"
+    assert (
+        "the Job could not be created: spec.template.spec.foo: unknown"
+        in (status["nodes"]["a"]["message"])
+    )
+
+
+def test_finished_run_is_deleted_after_its_ttl(h: Harness) -> None:
+    key = h.create_run(run_body(ttlSecondsAfterFinished=60))
+    h.reconcile(key)
+    h.kube.finish_job("ns", "r1-a-1")
+    h.sync_from_api()
+    h.reconcile(key)
+    status = h.status(key)
+    assert status["phase"] == "Succeeded"
+    assert h.due[key] == parse_iso(status["finishedAt"]) + timedelta(seconds=60)
+    h.sync_from_api()
+    h.clock.now = h.due[key] + timedelta(seconds=1)
+    h.reconcile(key)
+    assert calls(h, "delete_run") == [("delete_run", "r1")]
+
+
+def test_settled_runs_are_not_primed_or_planned(h: Harness) -> None:
+    body = run_body()
+    body["status"] = {"phase": "Succeeded", "finishedAt": "2026-11-22T01:00:00Z"}
+    key = h.create_run(body)
+    h.reconcile(key)
+    assert h.kube.calls == []
+
+
+def test_transitions_feed_the_metrics(h: Harness) -> None:
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "gate", "approval": {}}]))
+    h.reconcile(key)
+    assert h.metrics.approvals_pending._value.get() == 1
+    h.kube.finish_job("ns", "r1-a-1")
+    h.kube.runs[key]["metadata"]["annotations"] = {"approve.kdag.dev/gate": "alice"}
+    h.sync_from_api()
+    h.reconcile(key)
+    assert h.status(key)["phase"] == "Succeeded"
+    assert h.metrics.approvals_pending._value.get() == 0
+    value = h.metrics.registry.get_sample_value
+    assert value("kdag_runs_finished_total", {"phase": "Succeeded"}) == 1
+    assert value("kdag_nodes_finished_total", {"phase": "Succeeded"}) == 2
+    assert value("kdag_runs_active", {"phase": "Running"}) == 0
+
+
+def test_metric_labels_never_name_runs_or_nodes(h: Harness) -> None:
+    for i in range(5):
+        key = h.create_run(run_body(name=f"run-{i}"))
+        h.reconcile(key)
+    allowed_keys = {"phase", "verb", "resource", "code", "le"}
+    for family in h.metrics.registry.collect():
+        for sample in family.samples:
+            assert set(sample.labels) <= allowed_keys, sample
+            assert not any("run-" in str(v) for v in sample.labels.values()), sample
+
+
+def _job_events(h: Harness) -> list[Any]:
+    return [e for e in h.events.posted if e.reason == "Running"]
+
+
+def test_events_are_posted_after_the_status_is_written(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.kube.fail_next["patch_run_status"] = status_error(500, "InternalError")
+    h.reconcile_safely(key)
+    assert _job_events(h) == []
+    h.reconcile_safely(key)
+    assert len(_job_events(h)) == 1
+
+
+def test_fan_out_instances_get_their_pod_results_too(h: Harness) -> None:
+    key = h.create_run(
+        run_body(nodes=[{"name": "t", "forEach": ["eu", "us"]}, {"name": "z", "dependsOn": ["t"]}])
+    )
+    h.reconcile(key)
+    jobs = sorted(name for _, name in h.kube.jobs)
+    assert len(jobs) == 2
+    for name in jobs:
+        h.kube.finish_job("ns", name, message='{"n": "1"}')
+    h.sync_from_api()
+    h.reconcile(key)
+    listed = [c for c in h.kube.calls if c[0] == "list_pods" and "job-name" in c[1]]
+    assert len(listed) == 2
+    nodes = h.status(key)["nodes"]
+    assert nodes["t[eu]"]["outputs"] == {"n": "1"}
+    assert nodes["z"]["phase"] == "Running"
+
+
+def test_a_broken_spec_after_the_start_still_lets_the_run_be_cancelled(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    h.sync_from_api()
+    body = h.kube.runs[key]
+    body["spec"] = {"workflow": {"nodes": "not a list"}, "cancel": True}
+    body["metadata"]["generation"] = 2
+    body["metadata"]["resourceVersion"] = "999"
+    h.cache.put_run(dict(body))
+    h.reconcile(key)
+    assert h.status(key)["phase"] == "Cancelled"
