@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kdag.api.base import SpecModel, StatusModel
 from kdag.api.common import Condition, ObjectMeta
@@ -104,6 +104,12 @@ class WorkflowRunSpec(SpecModel):
         default=None,
         description="True: delete running Jobs, mark the rest Cancelled, run `finally`.",
     )
+
+    @model_validator(mode="after")
+    def _one_workflow_source(self) -> WorkflowRunSpec:
+        if (self.workflow_ref is None) == (self.workflow is None):
+            raise ValueError("set exactly one of workflowRef and workflow")
+        return self
 
 
 class NodeStatus(StatusModel):
