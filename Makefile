@@ -36,4 +36,9 @@ crds: venv ## regenerate crds/ from the pydantic models
 unit: venv ## unit and property tests (no cluster)
 	$(BIN)/pytest tests/unit
 
+
+.PHONY: test
+test: venv cluster-bins ## unit, property and integration tests; brings the local cluster up once
+	$(BIN)/pytest tests
+
 -include hack/*.mk
