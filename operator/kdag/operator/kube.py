@@ -244,6 +244,29 @@ class KubeClient:
         assert result is not None
         return result
 
+    async def create_run(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a WorkflowRun (scheduled runs); 409 when the name is taken."""
+        result = await self._request(
+            "create", RUNS, "POST", self._kdag_path(namespace, RUNS), body=manifest
+        )
+        assert result is not None
+        return result
+
+    async def patch_workflow_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The patched Workflow; None when it no longer exists."""
+        path = self._kdag_path(namespace, WORKFLOWS, name) + "/status"
+        return await self._request(
+            "patch",
+            f"{WORKFLOWS}/status",
+            "PATCH",
+            path,
+            body=patch,
+            content_type=MERGE_PATCH,
+            allow=(404,),
+        )
+
     async def delete_run(self, namespace: str, name: str, uid: str) -> bool:
         # The uid precondition keeps a TTL timer from deleting a new run of the same name.
         body = {
