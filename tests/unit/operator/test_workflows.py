@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -40,24 +41,20 @@ class FakeApi:
         self.events: list[dict[str, Any]] = []
         self.calls: list[tuple[str, str]] = []
         self.status_patches: list[dict[str, Any]] = []
-        self.fail_next: dict[str, KubeError] = {}
+        self.status_patch_error: KubeError | None = None  # raised once by the next patch
         self.now = T0
-        self._rv = 100
+        self._versions = itertools.count(101)
 
     def next_rv(self) -> str:
-        self._rv += 1
-        return str(self._rv)
-
-    def _maybe_fail(self, verb: str) -> None:
-        error = self.fail_next.pop(verb, None)
-        if error is not None:
-            raise error
+        return str(next(self._versions))
 
     async def patch_workflow_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any] | None:
         self.calls.append(("patch_workflow_status", name))
-        self._maybe_fail("patch_workflow_status")
+        error, self.status_patch_error = self.status_patch_error, None
+        if error is not None:
+            raise error
         self.status_patches.append(copy.deepcopy(dict(patch)))
         if name not in self.workflows:
             return None
@@ -69,7 +66,6 @@ class FakeApi:
     async def create_run(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
         name = manifest["metadata"]["name"]
         self.calls.append(("create_run", name))
-        self._maybe_fail("create_run")
         if name in self.runs:
             raise status_error(409, "AlreadyExists")
         body = copy.deepcopy(dict(manifest))
@@ -351,7 +347,7 @@ def test_a_restarted_operator_adopts_the_run_of_a_tick_already_done(h: Harness) 
     h.step()
     h.at(TICK + timedelta(seconds=1))
     # The run was created, then the operator died before it wrote lastScheduleTime.
-    h.api.fail_next["patch_workflow_status"] = status_error(503, "ServiceUnavailable")
+    h.api.status_patch_error = status_error(503, "ServiceUnavailable")
     with pytest.raises(KubeError):
         h.step()
     assert len(h.api.runs) == 1
@@ -375,8 +371,9 @@ def test_already_exists_means_the_tick_is_done(h: Harness) -> None:
     assert [e["reason"] for e in h.api.events] == []
 
 
-def test_forbid_skips_while_a_scheduled_run_is_active_and_says_so_once(h: Harness) -> None:
-    h.apply("etl", spec(cron="0 * * * *", concurrencyPolicy="Forbid"))
+def first_run_still_running_at_next_tick(h: Harness, policy: str) -> str:
+    """The 09:00 run is created and still running when the 10:00 tick comes."""
+    h.apply("etl", spec(cron="0 * * * *", concurrencyPolicy=policy))
     h.step()
     h.at(TICK + timedelta(seconds=1))
     h.step()
@@ -384,6 +381,11 @@ def test_forbid_skips_while_a_scheduled_run_is_active_and_says_so_once(h: Harnes
     h.api.runs[first]["status"] = {"phase": "Running"}
     h.at(TICK + timedelta(hours=1, seconds=1))
     h.step()
+    return first
+
+
+def test_forbid_skips_while_a_scheduled_run_is_active_and_says_so_once(h: Harness) -> None:
+    first = first_run_still_running_at_next_tick(h, "Forbid")
     h.step()
     assert list(h.api.runs) == [first]
     assert [e["reason"] for e in h.api.events] == ["RunCreated", "RunSkipped"]
@@ -399,14 +401,7 @@ def test_forbid_skips_while_a_scheduled_run_is_active_and_says_so_once(h: Harnes
 
 
 def test_replace_cancels_the_active_run_then_starts_the_new_one(h: Harness) -> None:
-    h.apply("etl", spec(cron="0 * * * *", concurrencyPolicy="Replace"))
-    h.step()
-    h.at(TICK + timedelta(seconds=1))
-    h.step()
-    first = scheduled_run_name("etl", TICK)
-    h.api.runs[first]["status"] = {"phase": "Running"}
-    h.at(TICK + timedelta(hours=1, seconds=1))
-    h.step()
+    first = first_run_still_running_at_next_tick(h, "Replace")
     second = scheduled_run_name("etl", TICK + timedelta(hours=1))
     writes = [c for c in h.api.calls if c[0] in ("patch_run", "create_run")]
     assert writes[-2:] == [("patch_run", first), ("create_run", second)]
