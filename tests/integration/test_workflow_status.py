@@ -23,6 +23,11 @@ def workflow_status(namespace: str, name: str) -> dict[str, object]:
     return dict(found.get("status") or {})
 
 
+def wait_workflow(namespace: str, name: str, condition: str) -> None:
+    """`kubectl wait --for=<condition> workflow/<name>`, as a user would."""
+    kubectl("wait", f"--for={condition}", f"workflow/{name}", "-n", namespace, "--timeout=60s")
+
+
 def table(namespace: str, *args: str) -> list[dict[str, str]]:
     """`kubectl get` as rows keyed by column header (cut at the header's positions, since
     values such as a cron expression contain spaces)."""
@@ -65,17 +70,14 @@ def test_kubectl_get_workflows_shows_nodes_schedule_and_last_run(namespace: str)
 def test_an_invalid_workflow_shows_valid_false_naming_the_field(namespace: str) -> None:
     nodes = [{"name": "greet", "args": ["hello {{ params.who }}"]}]
     apply(namespace, workflow("greeter", nodes))
-    kubectl(
-        "wait", "--for=condition=Valid=false", "workflow/greeter", "-n", namespace,
-        "--timeout=60s",
-    )  # fmt: skip
+    wait_workflow(namespace, "greeter", "condition=Valid=false")
     status = workflow_status(namespace, "greeter")
     assert status["valid"] is False
     assert "nodes[greet].args[0]" in str(status["message"])
     assert "params.who" in str(status["message"])
     # Fixing it flips the status back.
     apply(namespace, workflow("greeter", nodes, params=[{"name": "who", "default": "world"}]))
-    kubectl("wait", "--for=condition=Valid", "workflow/greeter", "-n", namespace, "--timeout=60s")
+    wait_workflow(namespace, "greeter", "condition=Valid")
     fixed = workflow_status(namespace, "greeter")
     assert fixed["valid"] is True
     assert "message" not in fixed
@@ -85,22 +87,17 @@ def test_an_invalid_workflow_shows_valid_false_naming_the_field(namespace: str) 
 def test_a_bad_time_zone_is_reported_and_nothing_crashes(namespace: str) -> None:
     schedule = {"cron": "* * * * *", "timezone": "Mars/Olympus_Mons"}
     apply(namespace, workflow("martian", [{"name": "a"}], schedule=schedule))
-    kubectl(
-        "wait", "--for=condition=Scheduled=false", "workflow/martian", "-n", namespace,
-        "--timeout=60s",
-    )  # fmt: skip
+    wait_workflow(namespace, "martian", "condition=Scheduled=false")
     status = workflow_status(namespace, "martian")
     assert status["valid"] is False
     assert "schedule.timezone" in str(status["message"])
     # The operator still serves other workflows.
     apply(namespace, workflow("earthly", [{"name": "a"}]))
-    kubectl("wait", "--for=condition=Valid", "workflow/earthly", "-n", namespace, "--timeout=60s")
+    wait_workflow(namespace, "earthly", "condition=Valid")
 
 
 def test_a_suspended_schedule_says_so(namespace: str) -> None:
     schedule = {"cron": "* * * * *", "suspend": True}
     apply(namespace, workflow("paused", [{"name": "a"}], schedule=schedule))
-    kubectl(
-        "wait", "--for=jsonpath={.status.conditions[?(@.type=='Scheduled')].reason}=Suspended",
-        "workflow/paused", "-n", namespace, "--timeout=60s",
-    )  # fmt: skip
+    reason = "jsonpath={.status.conditions[?(@.type=='Scheduled')].reason}=Suspended"
+    wait_workflow(namespace, "paused", reason)
