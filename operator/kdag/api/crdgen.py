@@ -11,7 +11,7 @@ Conversion rules (see `structural_schema`):
 - every `$ref` is inlined; the referencing field's keywords (its description) win;
 - `anyOf: [X, {type: null}]` (an Optional field) becomes X: kdag omits unset fields, it
   never writes null;
-- `title` and `default` are dropped: the API server would write defaults into stored
+- `title`, `examples` and `default` are dropped: the API server would write defaults into stored
   objects, while pydantic applies them in Python;
 - `additionalProperties: false` (models that forbid unknown fields) is dropped: the API
   server prunes unknown fields and `kubectl` rejects them with field validation;
