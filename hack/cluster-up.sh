@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Bring up (or reuse) kdag's local Kubernetes control plane: etcd,
+# kube-apiserver, kube-controller-manager and kube-scheduler from the binaries
+# hack/build-cluster-bins.sh built, run by `kwokctl --runtime=binary`, with
+# KWOK simulating three nodes and pod lifecycles (hack/kwok/).
+#
+# Returns once the API is ready, the nodes are Ready and the `default`
+# ServiceAccount exists. The LAST line printed is
+#   export KUBECONFIG=<path>
+# so that `eval "$(make -s cluster-up | tail -1)"` points a shell at it.
+# Everything else goes to stderr.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/cluster-env.sh
+source "${HERE}/cluster-env.sh"
+
+log() { printf '[cluster-up] %s\n' "$*" >&2; }
+
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
+  if [[ ! -x "${KDAG_BIN}/$b" ]]; then
+    log "missing ${KDAG_BIN}/$b: run 'make cluster-bins' first"
+    exit 1
+  fi
+done
+
+# kwokctl keeps its clusters (config, pki, logs, etcd data) under
+# KWOK_WORKDIR; keep them in our cache rather than in ~/.kwok.
+export KWOK_WORKDIR="${KDAG_CACHE}/kwok"
+mkdir -p "${KWOK_WORKDIR}"
+kwokctl() { "${KDAG_BIN}/kwokctl" "$@"; }
+kubectl() { "${KDAG_BIN}/kubectl" --kubeconfig "${KDAG_KUBECONFIG}" "$@"; }
+
+healthy() {
+  [[ -s "${KDAG_KUBECONFIG}" ]] &&
+    kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
+}
+
+# Writes the kwokctl configuration: every component points at a local binary,
+# so kwokctl never downloads anything; then our pod Stages.
+write_config() {
+  local config=$1
+  cat >"$config" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  kubeVersion: ${K8S_VERSION}
+  etcdVersion: ${ETCD_VERSION}
+  kwokVersion: ${KWOK_VERSION}
+  etcdBinary: ${KDAG_BIN}/etcd
+  kubeApiserverBinary: ${KDAG_BIN}/kube-apiserver
+  kubeControllerManagerBinary: ${KDAG_BIN}/kube-controller-manager
+  kubeSchedulerBinary: ${KDAG_BIN}/kube-scheduler
+  kubectlBinary: ${KDAG_BIN}/kubectl
+  kwokControllerBinary: ${KDAG_BIN}/kwok
+  # Every component listens on loopback only: nothing off this machine needs it.
+  bindAddress: 127.0.0.1
+  # TLS on, RBAC (--authorization-mode=Node,RBAC), and the default admission
+  # plugins of the release, which include ValidatingAdmissionPolicy.
+  securePort: true
+  kubeAuthorization: true
+  kubeAdmission: true
+  # Real scheduler and controller manager: Job controller, garbage collector,
+  # serviceaccount and serviceaccount-token controllers all run.
+  disableKubeScheduler: false
+  disableKubeControllerManager: false
+componentsPatches:
+# A throwaway test cluster: etcd need not fsync, which makes every write (and
+# so every test) faster on slow disks.
+- name: etcd
+  extraArgs:
+  - key: unsafe-no-fsync
+    value: "true"
+---
+EOF
+  cat "${HERE}/kwok/pod-stages.yaml" >>"$config"
+}
+
+create_cluster() {
+  local config="${KDAG_CACHE}/kwokctl-config.yaml"
+  write_config "$config"
+  log "creating cluster ${KDAG_CLUSTER} (kwokctl, runtime=binary)"
+  # --kubeconfig="" keeps kwokctl away from ~/.kube/config; we export the
+  # cluster's own kubeconfig below.
+  kwokctl create cluster \
+    --name "${KDAG_CLUSTER}" \
+    --config "$config" \
+    --kubeconfig "" \
+    --wait 2m >&2
+}
+
+start=$SECONDS
+if healthy; then
+  log "cluster ${KDAG_CLUSTER} is up, reusing it"
+elif kwokctl get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; then
+  # Its processes died (reboot, killed session): try restarting them on the
+  # existing state before falling back to a fresh cluster.
+  log "cluster ${KDAG_CLUSTER} exists but is not answering; restarting it"
+  if ! kwokctl start cluster --name "${KDAG_CLUSTER}" >&2; then
+    log "restart failed; recreating"
+    kwokctl delete cluster --name "${KDAG_CLUSTER}" >&2 || true
+    create_cluster
+  fi
+else
+  create_cluster
+fi
+
+kwokctl get kubeconfig --name "${KDAG_CLUSTER}" >"${KDAG_KUBECONFIG}.tmp"
+mv "${KDAG_KUBECONFIG}.tmp" "${KDAG_KUBECONFIG}"
+
+log "waiting for the API"
+until healthy; do
+  if ((SECONDS - start > 180)); then
+    log "API not ready after 180s; logs: ${KWOK_WORKDIR}/clusters/${KDAG_CLUSTER}/logs"
+    exit 1
+  fi
+  sleep 1 # polling the API server, there is nothing to wait on yet
+done
+
+# Applying is idempotent, so the reuse path also repairs deleted nodes.
+kubectl apply -f "${HERE}/kwok/nodes.yaml" >&2
+kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >&2
+# The serviceaccount controller (kube-controller-manager) creates it; without
+# it no pod can be admitted in `default`.
+kubectl wait --for=create serviceaccount/default -n default --timeout=120s >&2
+
+log "ready in $((SECONDS - start))s (kubectl: ${KDAG_BIN}/kubectl)"
+echo "export KUBECONFIG=${KDAG_KUBECONFIG}"
