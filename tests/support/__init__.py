@@ -1,0 +1,1 @@
+"""Shared helpers for kdag's integration and end-to-end tests."""
