@@ -1,0 +1,632 @@
+"""The Helm chart `charts/kdag`, rendered with the real `helm` (SPEC §6, docs/install.md).
+
+`helm lint` and `helm template` for every meaningful combination of values, asserting on
+the rendered objects: least-privilege RBAC in both modes, the pod's security settings,
+kopf peering for replicas > 1, the monitoring objects against the metrics the operator
+really exports, the approval admission policy, the values schema, and CRDs that are the
+generated files under crds/ themselves, never copies.
+
+helm comes from `make cluster-bins` (the cache in hack/cluster-env.sh). Without it these
+tests skip, except under CI, where a missing helm is a failure rather than a silent gap.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import celpy
+import pytest
+import yaml
+
+from kdag.operator.metrics import Metrics
+from tests.support.cluster import REPO_ROOT, bin_dir
+
+CHART = REPO_ROOT / "charts" / "kdag"
+CRD_DIR = REPO_ROOT / "crds"
+KUBE_VERSION = "1.34.0"  # what the local cluster runs (hack/cluster-env.sh)
+RELEASE, NAMESPACE = "kdag", "kdag-system"
+OPERATOR_USER = f"system:serviceaccount:{NAMESPACE}:kdag"
+
+
+def _helm_path() -> Path:
+    helm = bin_dir() / "helm"
+    if not helm.exists():
+        reason = f"helm is not built ({helm} is missing): run `make cluster-bins`"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return helm
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(_helm_path()), *args], capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _values_args(values: dict[str, Any] | None, tmp: Path) -> list[str]:
+    if not values:
+        return []
+    path = tmp / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return ["--values", str(path)]
+
+
+@functools.cache
+def _render(values_json: str, include_crds: bool) -> tuple[dict[str, Any], ...]:
+    with tempfile.TemporaryDirectory() as tmp:
+        args = _values_args(json.loads(values_json), Path(tmp))
+        out = helm(
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBE_VERSION,
+            *(["--include-crds"] if include_crds else []),
+            *args,
+        ).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+def render(
+    values: dict[str, Any] | None = None, include_crds: bool = False
+) -> list[dict[str, Any]]:
+    """The chart's objects for these values (parsed; cached per values)."""
+    return list(_render(json.dumps(values or {}, sort_keys=True), include_crds))
+
+
+def kinds(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in kinds(docs, kind) if name is None or d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (only,) = pod["containers"]
+    return only
+
+
+def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """{(apiGroup, resource): verbs} of a Role or ClusterRole."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert not rule.get("resourceNames"), rule
+        assert not rule.get("nonResourceURLs"), rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+# What the operator does in a namespace it serves: exactly this, nothing more.
+NAMESPACED_RULES = {
+    ("kdag.dev", "workflowruns"): {"list", "watch", "create", "patch", "delete"},
+    ("kdag.dev", "workflowruns/status"): {"patch"},
+    ("kdag.dev", "workflows"): {"get", "list", "watch", "patch"},
+    ("kdag.dev", "workflows/status"): {"patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+    ("", "pods"): {"list", "watch"},
+    ("", "events"): {"create"},
+}
+CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+PEERING_VERBS = {"get", "list", "watch", "patch"}
+
+
+def operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every Role and ClusterRole bound to the operator's ServiceAccount."""
+    bound = set()
+    for binding in kinds(docs, "RoleBinding") + kinds(docs, "ClusterRoleBinding"):
+        subjects = binding["subjects"]
+        if any(s["kind"] == "ServiceAccount" and s["name"] == "kdag" for s in subjects):
+            ns = binding["metadata"].get("namespace")
+            bound.add((binding["roleRef"]["kind"], binding["roleRef"]["name"], ns))
+    roles = [
+        r
+        for r in kinds(docs, "Role") + kinds(docs, "ClusterRole")
+        if (
+            r["kind"],
+            r["metadata"]["name"],
+            r["metadata"].get("namespace") if r["kind"] == "Role" else None,
+        )
+        in bound
+    ]
+    assert len(roles) == len(bound), "a binding refers to a role the chart does not create"
+    return roles
+
+
+# ----------------------------------------------------------------------------- lint
+
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
+    "peering": {"replicas": 2},
+    "peering-namespaced": {"replicas": 3, "watchNamespaces": ["team-a", "team-b"]},
+    "monitoring": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+    },
+    "admission": {"admissionPolicy": {"enabled": True}},
+    "admission-namespaced": {
+        "admissionPolicy": {"enabled": True, "exemptUsers": ["ci-bot"]},
+        "watchNamespaces": ["team-a"],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_helm_lint_is_clean(name: str, tmp_path: Path) -> None:
+    args = _values_args(VALUE_SETS[name], tmp_path)
+    out = helm("lint", "--strict", "--kube-version", KUBE_VERSION, str(CHART), *args)
+    assert "1 chart(s) linted, 0 chart(s) failed" in out.stdout
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_object_is_labelled_and_namespaced_correctly(name: str) -> None:
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterKopfPeering",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
+    for doc in render(VALUE_SETS[name]):
+        meta = doc["metadata"]
+        assert meta["labels"]["app.kubernetes.io/instance"] == RELEASE, doc["kind"]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm", doc["kind"]
+        if doc["kind"] in cluster_scoped:
+            assert "namespace" not in meta, doc["kind"]
+        else:
+            assert meta.get("namespace"), f"{doc['kind']} {meta['name']} has no namespace"
+
+
+# ----------------------------------------------------------------------------- CRDs
+
+
+def test_chart_crds_are_the_generated_files_not_copies() -> None:
+    generated = sorted(p.name for p in CRD_DIR.glob("*.yaml"))
+    assert generated, "crds/ is empty: run `make crds`"
+    in_chart = sorted(p.name for p in (CHART / "crds").iterdir())
+    # The chart adds only kopf's generic peering CRDs to kdag's own.
+    assert in_chart == sorted([*generated, "kopf-peering.yaml"])
+    for name in generated:
+        link = CHART / "crds" / name
+        assert link.is_symlink(), f"charts/kdag/crds/{name} must be a symlink to crds/{name}"
+        assert link.resolve() == (CRD_DIR / name).resolve()
+
+
+def test_rendered_and_packaged_crds_are_byte_identical_to_crds_dir(tmp_path: Path) -> None:
+    # helm follows the symlinks both when rendering a chart directory and when packaging.
+    shown = helm("show", "crds", str(CHART)).stdout
+    for path in CRD_DIR.glob("*.yaml"):
+        assert path.read_text() in shown, f"helm show crds lacks {path.name}"
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("kdag-*.tgz")
+    with tarfile.open(archive) as tar:
+        for path in CRD_DIR.glob("*.yaml"):
+            member = tar.extractfile(f"kdag/crds/{path.name}")
+            assert member is not None, f"the packaged chart lacks crds/{path.name}"
+            assert member.read() == path.read_bytes(), f"packaged crds/{path.name} differs"
+    crds = {
+        d["metadata"]["name"]: d
+        for d in kinds(render(include_crds=True), "CustomResourceDefinition")
+    }
+    for path in CRD_DIR.glob("*.yaml"):
+        generated = yaml.safe_load(path.read_text())
+        assert crds[generated["metadata"]["name"]] == generated
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+def test_defaults_render_the_operator_cluster_wide_and_unpeered() -> None:
+    docs = render()
+    assert sorted({d["kind"] for d in docs}) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    main = container(docs)
+    assert main["image"] == "kdag-operator:0.1.0"
+    assert "command" not in main  # the image's ENTRYPOINT, kdag-operator
+    assert main["args"] == [
+        "--all-namespaces",
+        "--standalone",
+        "--metrics-port=8080",
+        "--liveness=http://0.0.0.0:8081/healthz",
+        "--log-format=json",
+        "--max-nodes=10000",
+    ]
+    assert one(docs, "ServiceAccount")["metadata"]["name"] == "kdag"
+
+
+def test_pod_is_locked_down() -> None:
+    docs = render()
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kdag"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container(docs)["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod.get("hostNetwork") and not pod.get("hostPID")
+    # The only writable path is an emptyDir at /tmp.
+    assert container(docs)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+
+
+def test_resources_and_liveness_probe() -> None:
+    main = container(render())
+    assert set(main["resources"]) == {"requests", "limits"}
+    assert {"cpu", "memory"} <= set(main["resources"]["requests"])
+    assert "memory" in main["resources"]["limits"]
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"metrics": 8080, "healthz": 8081}
+    probe = main["livenessProbe"]["httpGet"]
+    assert probe == {"path": "/healthz", "port": "healthz"}
+    # The probe and kopf's liveness endpoint agree.
+    assert f"--liveness=http://0.0.0.0:{ports['healthz']}{probe['path']}" in main["args"]
+
+
+def test_metrics_service() -> None:
+    docs = render()
+    service = one(docs, "Service")
+    assert service["metadata"]["name"] == "kdag-metrics"
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_image_values() -> None:
+    digest = "sha256:" + "a" * 64
+    main = container(render({"image": {"repository": "reg.example/kdag", "tag": "1.2.3"}}))
+    assert main["image"] == "reg.example/kdag:1.2.3"
+    main = container(render({"image": {"repository": "reg.example/kdag", "digest": digest}}))
+    assert main["image"] == f"reg.example/kdag@{digest}"
+    main = container(render({"image": {"repository": "r/k", "pullPolicy": "Always"}}))
+    assert main["imagePullPolicy"] == "Always"
+
+
+# ----------------------------------------------------------------------------- RBAC
+
+
+def _assert_least_privilege(docs: list[dict[str, Any]]) -> None:
+    for role in kinds(docs, "Role") + kinds(docs, "ClusterRole"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: {rule}"
+            assert not {"secrets", "configmaps"} & set(rule["resources"]), rule
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
+    docs = render()
+    _assert_least_privilege(docs)
+    roles = {r["metadata"]["name"]: rules_of(r) for r in operator_roles(docs)}
+    assert roles == {"kdag": NAMESPACED_RULES, "kdag-cluster": CRD_READ}
+    assert not kinds(docs, "Role")
+
+
+def test_namespaced_rbac_has_a_role_in_each_namespace_and_nothing_cluster_wide() -> None:
+    docs = render({"watchNamespaces": ["team-a", "team-b"]})
+    _assert_least_privilege(docs)
+    roles = operator_roles(docs)
+    namespaced = {r["metadata"]["namespace"]: rules_of(r) for r in roles if r["kind"] == "Role"}
+    assert namespaced == {"team-a": NAMESPACED_RULES, "team-b": NAMESPACED_RULES}
+    cluster = [rules_of(r) for r in roles if r["kind"] == "ClusterRole"]
+    assert cluster == [CRD_READ]  # read-only, and not a namespaced kind
+    bindings = kinds(docs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "kdag", "namespace": NAMESPACE}
+        ]
+    args = container(docs)["args"]
+    assert args[:2] == ["--namespace=team-a", "--namespace=team-b"]
+    assert "--all-namespaces" not in args
+
+
+def test_aggregated_user_roles_extend_view_and_edit() -> None:
+    docs = render({"rbac": {"aggregateToDefaultRoles": True}})
+    view = one(docs, "ClusterRole", "kdag-view")
+    edit = one(docs, "ClusterRole", "kdag-edit")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in edit["metadata"]["labels"]
+    # Nobody's default role may write the status, the operator's checkpoint.
+    assert all("/" not in res for _, res in {**rules_of(view), **rules_of(edit)})
+    docs = render({"rbac": {"aggregateToDefaultRoles": False}})
+    assert {r["metadata"]["name"] for r in kinds(docs, "ClusterRole")} == {"kdag", "kdag-cluster"}
+
+
+def test_rbac_and_service_account_can_be_left_out() -> None:
+    docs = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "ops"}})
+    assert not kinds(docs, "ClusterRole") and not kinds(docs, "ServiceAccount")
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+# ----------------------------------------------------------------------------- peering
+
+
+def test_replicas_above_one_turn_on_kopf_peering_with_distinct_priorities() -> None:
+    docs = render({"replicas": 2})
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    main = container(docs)
+    assert "--peering=kdag" in main["args"] and "--standalone" not in main["args"]
+    # Each replica draws its own priority: kopf pauses all replicas that share one.
+    assert main["command"][:2] == ["/bin/sh", "-c"]
+    assert 'exec kdag-operator --priority="$(shuf' in main["command"][2]
+    assert main["command"][3] == "kdag-operator"  # $0; the args are "$@"
+    peering = one(docs, "ClusterKopfPeering")
+    assert peering["apiVersion"] == "kopf.dev/v1"
+    assert peering["metadata"]["name"] == "kdag"
+    roles = {r["metadata"]["name"]: rules_of(r) for r in operator_roles(docs)}
+    assert roles["kdag-cluster"] == {
+        **CRD_READ,
+        ("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS,
+    }
+    assert roles["kdag"] == NAMESPACED_RULES
+    _assert_least_privilege(docs)
+
+
+def test_namespaced_peering_has_a_kopfpeering_in_each_namespace() -> None:
+    docs = render({"replicas": 2, "watchNamespaces": ["team-a", "team-b"]})
+    peerings = kinds(docs, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    assert not kinds(docs, "ClusterKopfPeering")
+    for role in kinds(docs, "Role"):
+        assert rules_of(role) == {**NAMESPACED_RULES, ("kopf.dev", "kopfpeerings"): PEERING_VERBS}
+    cluster = [rules_of(r) for r in operator_roles(docs) if r["kind"] == "ClusterRole"]
+    assert cluster == [CRD_READ]
+
+
+def test_peering_crds_ship_with_the_chart() -> None:
+    crds = {
+        d["metadata"]["name"]: d
+        for d in kinds(render(include_crds=True), "CustomResourceDefinition")
+    }
+    assert crds["clusterkopfpeerings.kopf.dev"]["spec"]["scope"] == "Cluster"
+    assert crds["kopfpeerings.kopf.dev"]["spec"]["scope"] == "Namespaced"
+
+
+# ----------------------------------------------------------------------------- monitoring
+
+
+def _exported_metric_names() -> set[str]:
+    """Every series name the operator's /metrics can expose, from kdag.operator.metrics."""
+    names = {"up"}
+    suffixes = {"counter": ["_total"], "gauge": [""], "histogram": ["_bucket", "_sum", "_count"]}
+    for family in Metrics().registry.collect():
+        names.update(family.name + s for s in suffixes[family.type])
+    return names
+
+
+def _metric_names(promql: str) -> set[str]:
+    names = set(re.findall(r"\bkdag_[a-z_]+", promql))
+    return names | ({"up"} if re.search(r"\bup\{", promql) else set())
+
+
+def test_monitoring_objects() -> None:
+    docs = render(VALUE_SETS["monitoring"])
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    service = one(docs, "Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+
+
+def test_alerts_use_only_metrics_the_operator_exports() -> None:
+    rule = one(render(VALUE_SETS["monitoring"]), "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {
+        "KdagRunsFailing",
+        "KdagApprovalPendingTooLong",
+        "KdagReconcileErrors",
+        "KdagOperatorAbsent",
+    }
+    exported = _exported_metric_names()
+    for name, alert in alerts.items():
+        used = _metric_names(alert["expr"])
+        assert used, f"{name}: no metric found in {alert['expr']!r}"
+        assert used <= exported, f"{name} uses unknown metrics {used - exported}"
+        assert alert["labels"]["severity"] in {"info", "warning", "critical"}
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+    assert "kdag_runs_finished_total" in alerts["KdagRunsFailing"]["expr"]
+    assert "kdag_approvals_pending" in alerts["KdagApprovalPendingTooLong"]["expr"]
+    assert "kdag_reconcile_errors_total" in alerts["KdagReconcileErrors"]["expr"]
+    assert alerts["KdagOperatorAbsent"]["expr"] == (
+        'absent(up{job="kdag-metrics", namespace="kdag-system"} == 1)'
+    )
+
+
+def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package `prometheus`)")
+    rule = one(render(VALUE_SETS["monitoring"]), "PrometheusRule")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    proc = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_grafana_dashboard_configmap() -> None:
+    docs = render(VALUE_SETS["monitoring"])
+    configmap = one(docs, "ConfigMap", "kdag-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(configmap["data"]["kdag.json"])
+    assert dashboard["title"] == "kdag" and dashboard["uid"]
+    exported = _exported_metric_names()
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 10
+    used = set().union(*(_metric_names(e) for e in exprs))
+    assert used <= exported, f"the dashboard queries unknown metrics {used - exported}"
+    for needed in (
+        "kdag_runs_finished_total",
+        "kdag_approvals_pending",
+        "kdag_scheduling_latency_seconds_bucket",
+    ):
+        assert needed in used
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    elsewhere = render({"grafanaDashboard": {"enabled": True, "namespace": "monitoring"}})
+    assert one(elsewhere, "ConfigMap")["metadata"]["namespace"] == "monitoring"
+
+
+def test_monitoring_is_off_by_default() -> None:
+    docs = render()
+    assert not kinds(docs, "ServiceMonitor") and not kinds(docs, "PrometheusRule")
+    assert not kinds(docs, "ConfigMap")
+
+
+# ----------------------------------------------------------------------------- admission
+
+
+def _policy(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return (
+        one(docs, "ValidatingAdmissionPolicy", "kdag-approvals"),
+        one(docs, "ValidatingAdmissionPolicyBinding", "kdag-approvals"),
+    )
+
+
+def test_admission_policy_is_off_by_default() -> None:
+    docs = render()
+    assert not kinds(docs, "ValidatingAdmissionPolicy")
+    assert not kinds(docs, "ValidatingAdmissionPolicyBinding")
+
+
+def test_admission_policy_matches_run_updates_and_exempts_the_operator() -> None:
+    policy, binding = _policy(render(VALUE_SETS["admission"]))
+    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["kdag.dev"],
+            "apiVersions": ["*"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["workflowruns"],
+        }
+    ]
+    conditions = {c["name"]: c["expression"] for c in spec["matchConditions"]}
+    assert json.dumps([OPERATOR_USER], separators=(",", ":")) in conditions["not-exempt"]
+    assert 'startsWith("approve.kdag.dev/")' in conditions["answers-a-gate"]
+    assert len(spec["validations"]) == 4
+    for validation in spec["validations"]:
+        assert validation["reason"] == "Forbidden"
+        assert validation["message"] and validation["messageExpression"]
+    assert binding["spec"]["policyName"] == "kdag-approvals"
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert "matchResources" not in binding["spec"]  # every namespace
+
+
+def test_admission_policy_follows_the_watched_namespaces_and_exempt_users() -> None:
+    policy, binding = _policy(render(VALUE_SETS["admission-namespaced"]))
+    conditions = {c["name"]: c["expression"] for c in policy["spec"]["matchConditions"]}
+    assert json.dumps([OPERATOR_USER, "ci-bot"], separators=(",", ":")) in conditions["not-exempt"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]}
+        ]
+    }
+    selector = {"matchLabels": {"kdag.dev/approvals": "enforced"}}
+    _, binding = _policy(
+        render({"admissionPolicy": {"enabled": True, "namespaceSelector": selector}})
+    )
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == selector
+
+
+def _cel_expressions(policy: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    spec = policy["spec"]
+    for c in spec["matchConditions"]:
+        yield c["name"], c["expression"]
+    for v in spec["variables"]:
+        yield v["name"], v["expression"]
+    for i, v in enumerate(spec["validations"]):
+        yield f"validations[{i}]", v["expression"]
+        yield f"validations[{i}].messageExpression", v["messageExpression"]
+
+
+def test_admission_policy_cel_parses() -> None:
+    # Only the syntax: the API server type-checks and runs the policy in
+    # tests/integration/test_helm_admission.py.
+    policy, _ = _policy(render(VALUE_SETS["admission"]))
+    env = celpy.Environment()
+    for name, expression in _cel_expressions(policy):
+        try:
+            env.compile(expression)
+        except celpy.CELParseError as exc:  # pragma: no cover - the message is the point
+            pytest.fail(f"{name}: {exc}\n{expression}")
+
+
+# ----------------------------------------------------------------------------- schema
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--set", "replicas=two"], "replicas"),
+        (["--set", "replicas=-1"], "replicas"),
+        (["--set", "nosuchvalue=1"], "nosuchvalue"),
+        (["--set", "image.nosuchfield=x"], "nosuchfield"),
+        (["--set", "watchNamespaces[0]=Not_A_Namespace"], "watchNamespaces"),
+        (["--set", "operator.logFormat=xml"], "logFormat"),
+        (["--set", "admissionPolicy.validationActions[0]=Block"], "validationActions"),
+        (["--set", "prometheusRule.approvalPendingFor=soon"], "approvalPendingFor"),
+    ],
+)
+def test_values_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
+    proc = helm("template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, *args, check=False)
+    assert proc.returncode != 0, f"helm accepted {args}"
+    assert "schema" in proc.stderr and complaint in proc.stderr, proc.stderr
+
+
+def test_values_schema_is_strict_json() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(defaults) <= set(schema["properties"])
+
+
+def test_chart_refuses_old_kubernetes() -> None:
+    # The approval policy needs admissionregistration.k8s.io/v1 (Kubernetes 1.30).
+    proc = helm("template", RELEASE, str(CHART), "--kube-version", "1.29.0", check=False)
+    assert proc.returncode != 0 and "kubeVersion" in proc.stderr
