@@ -475,13 +475,23 @@ def test_alerts_use_only_metrics_the_operator_exports() -> None:
     )
 
 
-def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+def test_alert_rules_and_dashboard_queries_pass_promtool(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed (Debian package `prometheus`)")
     rule = one(render(VALUE_SETS["monitoring"]), "PrometheusRule")
     path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    # The dashboard's queries too, as recording rules, with Grafana's variables filled in.
+    dashboard = json.loads(one(render(VALUE_SETS["monitoring"]), "ConfigMap")["data"]["kdag.json"])
+    queries = [
+        {
+            "record": f"kdag:dashboard_query_{i}",
+            "expr": t["expr"].replace("$__rate_interval", "5m").replace("$job", ".*"),
+        }
+        for i, t in enumerate(t for p in dashboard["panels"] for t in p["targets"])
+    ]
+    groups = [*rule["spec"]["groups"], {"name": "dashboard", "rules": queries}]
+    path.write_text(yaml.safe_dump({"groups": groups}))
     proc = subprocess.run(
         [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
     )
