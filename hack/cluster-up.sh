@@ -17,6 +17,14 @@ source "${HERE}/cluster-env.sh"
 
 log() { printf '[cluster-up] %s\n' "$*" >&2; }
 
+# One cluster-up at a time (a developer's shell and a test session, say):
+# re-run this script under a lock. `flock -o` keeps the lock's descriptor out
+# of the script, so the daemons kwokctl forks do not hold it forever.
+mkdir -p "${KDAG_CACHE}"
+if [[ -z "${KDAG_CLUSTER_UP_LOCKED:-}" ]]; then
+  KDAG_CLUSTER_UP_LOCKED=1 exec flock -o "${KDAG_CACHE}/cluster-up.lock" bash "$0" "$@"
+fi
+
 for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl; do
   if [[ ! -x "${KDAG_BIN}/$b" ]]; then
     log "missing ${KDAG_BIN}/$b: run 'make cluster-bins' first"
@@ -31,9 +39,12 @@ mkdir -p "${KWOK_WORKDIR}"
 kwokctl() { "${KDAG_BIN}/kwokctl" "$@"; }
 kubectl() { "${KDAG_BIN}/kubectl" --kubeconfig "${KDAG_KUBECONFIG}" "$@"; }
 
+# The outer `timeout` also bounds a hung (stopped, deadlocked) API server,
+# which accepts the connection and then never answers.
 healthy() {
   [[ -s "${KDAG_KUBECONFIG}" ]] &&
-    kubectl get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
+    timeout 10 "${KDAG_BIN}/kubectl" --kubeconfig "${KDAG_KUBECONFIG}" \
+      get --raw=/readyz --request-timeout=5s >/dev/null 2>&1
 }
 
 # Writes the kwokctl configuration: every component points at a local binary,
@@ -90,14 +101,32 @@ create_cluster() {
     --wait 2m >&2
 }
 
+# Restart an existing cluster whose API does not answer (its processes died
+# with a session, or hang), keeping its etcd data.
+restart_cluster() {
+  local dir="${KWOK_WORKDIR}/clusters/${KDAG_CLUSTER}" pidfile pid
+  # kwokctl skips a component whose pid file names a live process. Kill the
+  # ones that really are this cluster's (their command line names its
+  # directory) and drop every pid file, so a pid reused by an unrelated
+  # process after a reboot is neither trusted nor killed.
+  for pidfile in "$dir"/pids/*.pid; do
+    [[ -e "$pidfile" ]] || continue
+    pid=$(<"$pidfile")
+    if grep -qF "$dir/" "/proc/$pid/cmdline" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+      while [[ -e "/proc/$pid" ]]; do sleep 0.1; done # until the port is free
+    fi
+    rm -f "$pidfile"
+  done
+  kwokctl start cluster --name "${KDAG_CLUSTER}" >&2
+}
+
 start=$SECONDS
 if healthy; then
   log "cluster ${KDAG_CLUSTER} is up, reusing it"
 elif kwokctl get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; then
-  # Its processes died (reboot, killed session): try restarting them on the
-  # existing state before falling back to a fresh cluster.
   log "cluster ${KDAG_CLUSTER} exists but is not answering; restarting it"
-  if ! kwokctl start cluster --name "${KDAG_CLUSTER}" >&2; then
+  if ! restart_cluster; then
     log "restart failed; recreating"
     kwokctl delete cluster --name "${KDAG_CLUSTER}" >&2 || true
     create_cluster

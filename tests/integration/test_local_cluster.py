@@ -258,3 +258,16 @@ def test_validating_admission_policy_denies_with_its_message(
     assert deny_configmaps_policy in message
     # Requests the policy does not match still pass.
     kubectl("create", "configmap", "allowed", "-n", namespace)
+
+
+def test_pod_not_owned_by_a_job_keeps_running_until_deleted(namespace: str) -> None:
+    kubectl("run", "server", "--image=busybox", "-n", namespace)
+    kubectl("wait", "--for=condition=Ready", "pod/server", "-n", namespace, "--timeout=60s")
+    # A pod that Stages would finish gets there in ~300ms; give this one far
+    # longer (a Job in the same namespace) and it must still be Running.
+    run_job(namespace, "yardstick", "Complete", annotations={"sim.kdag.dev/duration": "1s"})
+    assert kubectl_json("get", "pod", "server", "-n", namespace)["status"]["phase"] == "Running"
+    kubectl("delete", "pod", "server", "-n", namespace, "--timeout=60s")
+    assert not kubectl(
+        "get", "pods", "-n", namespace, "--field-selector=metadata.name=server", "-o", "name"
+    )
