@@ -157,14 +157,19 @@ class WorkflowRunStatus(StatusModel):
         default=None, description="The metadata.generation this status describes."
     )
     conditions: list[Condition] | None = Field(default=None, description="Standard conditions.")
+    # Atomic for server-side field tracking: managedFields then records `f:nodes` once instead
+    # of every field of every node, which for a 5,000-node run would double the object.
     nodes: dict[str, NodeStatus] | None = Field(
-        default=None, description="Per-node progress, keyed by node name (fan-out: name[item])."
+        default=None,
+        description="Per-node progress, keyed by node name (fan-out: name[item]).",
+        json_schema_extra={"x-kubernetes-map-type": "atomic"},
     )
     workflow_name: str | None = Field(default=None, description="The Workflow that was run.")
     workflow: WorkflowSpec | None = Field(
         default=None,
         description="Snapshot of the workflow taken when the run started; later edits of the "
         "Workflow do not affect the run.",
+        json_schema_extra={"x-kubernetes-map-type": "atomic"},
     )
     params: dict[str, str] | None = Field(
         default=None, description="Resolved param values (defaults applied)."
