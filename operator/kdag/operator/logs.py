@@ -51,3 +51,5 @@ def configure_logging(log_format: Literal["json", "text"], verbose: bool) -> Non
     # kopf's own chatter (every watch reconnect, every handler call) is debug material.
     logging.getLogger("kopf").setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # One line per liveness probe is noise.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

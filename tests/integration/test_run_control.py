@@ -1,0 +1,148 @@
+"""Steering runs on the real local cluster: approvals, suspend, cancel, operator restarts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.support.cluster import Cluster, kubectl, wait_for
+from tests.support.operator import (
+    OperatorProcess,
+    apply,
+    create,
+    ensure_operator,
+    get_run,
+    jobs,
+    node_phases,
+    run_of,
+    sim,
+    status,
+    wait_node,
+    wait_phase,
+    workflow,
+)
+
+
+@pytest.fixture(autouse=True)
+def kdag_operator(cluster: Cluster) -> OperatorProcess:
+    return ensure_operator(cluster)
+
+
+def _gated(namespace: str, name: str, **approval: object) -> None:
+    nodes = [
+        {"name": "build"},
+        {
+            "name": "publish",
+            "dependsOn": ["build"],
+            "approval": {"message": "Ship it?", **approval},
+        },
+        {"name": "load", "dependsOn": ["publish"]},
+    ]
+    apply(namespace, workflow(name, nodes))
+
+
+def test_approve_a_gate_with_kubectl_annotate(namespace: str) -> None:
+    _gated(namespace, "gate")
+    run = create(namespace, run_of("gate"))
+    waiting = wait_phase(namespace, run, "WaitingForApproval")
+    assert waiting["nodes"]["publish"]["message"] == "Ship it?"
+    events = kubectl(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={run}"
+    )
+    assert "ApprovalRequested" in events
+    kubectl("annotate", "workflowrun", run, "-n", namespace, "approve.kdag.dev/publish=alice")
+    done = wait_phase(namespace, run, "Succeeded")
+    gate = done["nodes"]["publish"]
+    assert gate["approvedBy"] == "alice"
+    assert gate["answeredAt"]
+    assert f"{run}-publish-1" not in {j["metadata"]["name"] for j in jobs(namespace, run)}
+
+
+def test_reject_a_gate(namespace: str) -> None:
+    _gated(namespace, "nogo")
+    run = create(namespace, run_of("nogo"))
+    wait_phase(namespace, run, "WaitingForApproval")
+    kubectl("annotate", "workflowrun", run, "-n", namespace, "reject.kdag.dev/publish=not today")
+    done = wait_phase(namespace, run, "Failed")
+    assert done["nodes"]["publish"]["rejectedBy"] == "not today"
+    assert node_phases(done) == {"build": "Succeeded", "publish": "Failed", "load": "Skipped"}
+
+
+def test_an_unanswered_gate_times_out(namespace: str) -> None:
+    _gated(namespace, "quiet", timeoutSeconds=2)
+    run = create(namespace, run_of("quiet"))
+    done = wait_phase(namespace, run, "Failed", timeout=60)
+    assert done["nodes"]["publish"]["phase"] == "Failed"
+    assert "approval timed out" in done["nodes"]["publish"]["message"]
+
+
+def test_suspend_lets_running_nodes_finish_and_resume_continues(namespace: str) -> None:
+    nodes = [{"name": "a", **sim(duration="2s")}, {"name": "b", "dependsOn": ["a"]}]
+    apply(namespace, workflow("pause", nodes))
+    run = create(namespace, run_of("pause"))
+    wait_node(namespace, run, "a", "Running")
+    kubectl("patch", "workflowrun", run, "-n", namespace, "--type=merge",
+            "-p", '{"spec": {"suspend": true}}')  # fmt: skip
+    wait_node(namespace, run, "a", "Succeeded")
+    paused = wait_phase(namespace, run, "Suspended")
+    assert paused["nodes"]["b"]["phase"] in ("Pending", "Queued")
+    assert {j["metadata"]["name"] for j in jobs(namespace, run)} == {f"{run}-a-1"}
+    kubectl("patch", "workflowrun", run, "-n", namespace, "--type=merge",
+            "-p", '{"spec": {"suspend": false}}')  # fmt: skip
+    wait_phase(namespace, run, "Succeeded")
+
+
+def test_cancel_deletes_running_jobs_and_runs_finally(namespace: str) -> None:
+    nodes = [{"name": "a", **sim(hang=True)}, {"name": "b", "dependsOn": ["a"]}]
+    apply(namespace, workflow("stopme", nodes, **{"finally": [{"name": "notify"}]}))
+    run = create(namespace, run_of("stopme"))
+    wait_node(namespace, run, "a", "Running")
+    kubectl("patch", "workflowrun", run, "-n", namespace, "--type=merge",
+            "-p", '{"spec": {"cancel": true}}')  # fmt: skip
+    done = wait_phase(namespace, run, "Cancelled")
+    assert node_phases(done) == {"a": "Cancelled", "b": "Cancelled", "notify": "Succeeded"}
+    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=60s")
+    assert {j["metadata"]["name"] for j in jobs(namespace, run)} == {f"{run}-notify-1"}
+
+
+def test_a_killed_operator_resumes_every_run_without_duplicate_jobs(
+    namespace: str, kdag_operator: OperatorProcess
+) -> None:
+    nodes = [
+        {"name": "a", **sim(duration="1s")},
+        {"name": "b", "dependsOn": ["a"], **sim(duration="1s")},
+        {"name": "c", "dependsOn": ["a"], "forEach": ["x", "y", "z"], **sim(duration="1s")},
+        {"name": "d", "dependsOn": ["b", "c"], **sim(duration="1s")},
+    ]
+    apply(namespace, workflow("crash", nodes))
+    runs = [create(namespace, run_of("crash")) for _ in range(3)]
+    wait_for(
+        lambda: all(status(namespace, r).get("nodes", {}).get("b", {}).get("phase") == "Running"
+                    for r in runs),
+        timeout=60, what="node b running in every run",
+    )  # fmt: skip
+    kdag_operator.kill()
+    # While it is down, Jobs finish unobserved.
+    for r in runs:
+        kubectl("wait", "--for=condition=Complete", f"job/{r}-b-1", "-n", namespace,
+                "--timeout=60s")  # fmt: skip
+    kdag_operator.start()
+    for r in runs:
+        done = wait_phase(namespace, r, "Succeeded")
+        attempts = Counter(
+            (j["metadata"]["labels"]["kdag.dev/node"], j["metadata"]["labels"]["kdag.dev/attempt"])
+            for j in jobs(namespace, r)
+        )
+        assert len(attempts) == 6
+        assert set(attempts.values()) == {1}
+        assert all(n.get("attempt", 1) == 1 for n in done["nodes"].values())
+
+
+def test_the_operator_writes_no_annotations_or_finalizers_of_its_own(namespace: str) -> None:
+    apply(namespace, workflow("clean", [{"name": "a"}]))
+    run = create(namespace, run_of("clean"))
+    wait_phase(namespace, run, "Succeeded")
+    meta = get_run(namespace, run)["metadata"]
+    assert not meta.get("finalizers")
+    assert not [k for k in meta.get("annotations") or {} if "kopf" in k]
