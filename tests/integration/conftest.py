@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,8 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Every test under tests/integration is an integration test, so that
     # `-m "not integration"` deselects them without each file repeating it.
+    here = Path(__file__).parent
     for item in items:
-        if "tests/integration/" in item.nodeid:
+        if here in item.path.parents:
             item.add_marker(pytest.mark.integration)
 
 
