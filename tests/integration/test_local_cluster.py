@@ -88,10 +88,16 @@ def test_plain_job_completes(namespace: str) -> None:
 
 
 def test_annotated_failure_fails_the_job_with_that_exit_code(namespace: str) -> None:
-    pod = run_job(namespace, "fails", "Failed", annotations={"sim.kdag.dev/exit-code": "3"})
+    pod = run_job(
+        namespace,
+        "fails",
+        "Failed",
+        annotations={"sim.kdag.dev/exit-code": "3", "sim.kdag.dev/message": "disk full"},
+    )
     assert pod["status"]["phase"] == "Failed"
     assert terminated(pod)["exitCode"] == 3
     assert terminated(pod)["reason"] == "Error"
+    assert terminated(pod)["message"] == "disk full"
     job = kubectl_json("get", "job", "fails", "-n", namespace)
     failed = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
     assert failed[0]["reason"] == "BackoffLimitExceeded"
