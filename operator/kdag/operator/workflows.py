@@ -541,9 +541,11 @@ class WorkflowController:
         body: Mapping[str, Any],
         runs: RunsIndex,
         *,
+        stop: asyncio.Event | None = None,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
     ) -> None:
-        """The daemon of one scheduled Workflow: runs until kopf cancels it.
+        """The daemon of one scheduled Workflow: runs until `stop` is set (then it returns
+        at once) or the task is cancelled.
 
         `body` is kopf's live view of the Workflow, always its latest state.
         """
@@ -551,7 +553,7 @@ class WorkflowController:
         wakeup = self._wakeups[key] = asyncio.Event()
         failures = 0
         try:
-            while True:
+            while stop is None or not stop.is_set():
                 wakeup.clear()
                 try:
                     workflow = WorkflowObject.from_body(body)
@@ -562,6 +564,8 @@ class WorkflowController:
                     failures += 1
                     delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (failures - 1))
                     log.warning("schedule step failed (retrying in %.0fs): %s", delay, exc)
+                if stop is not None and stop.is_set():
+                    return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), timeout=delay)
         finally:
@@ -642,8 +646,29 @@ def _has_schedule(spec: kopf.Spec, **_: Any) -> bool:
     return bool(spec.get("schedule"))
 
 
-@kopf.daemon(*WORKFLOWS_RESOURCE, when=_has_schedule, cancellation_timeout=10.0)
+@kopf.daemon(
+    *WORKFLOWS_RESOURCE, when=_has_schedule, cancellation_backoff=5.0, cancellation_timeout=10.0
+)
 async def workflow_schedule(
-    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    stopped: kopf.DaemonStopped,
+    **kwargs: Any,
 ) -> None:
-    await _controller(memo).run_schedule(body, _runs_index(kwargs), log=logger)
+    controller = _controller(memo)
+    key = WorkflowObject.from_body(body).key
+    stop = asyncio.Event()
+
+    # kopf sets `stopped` when the Workflow goes, loses its schedule or the operator pauses
+    # or exits; the daemon then returns by itself instead of being cancelled.
+    async def relay_stop() -> None:
+        await stopped.wait()
+        stop.set()
+        controller.wake(key)
+
+    relay = asyncio.create_task(relay_stop())
+    try:
+        await controller.run_schedule(body, _runs_index(kwargs), stop=stop, log=logger)
+    finally:
+        relay.cancel()

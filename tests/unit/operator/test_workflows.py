@@ -484,7 +484,7 @@ def test_only_relevant_run_changes_refresh_the_status() -> None:
     asyncio.run(scenario())
 
 
-def test_the_schedule_daemon_creates_the_due_run_and_stops_when_cancelled(h: Harness) -> None:
+def test_the_schedule_daemon_creates_the_due_run_and_returns_when_stopped(h: Harness) -> None:
     h.apply("etl", spec(cron="0 * * * *"))
     h.at(TICK + timedelta(seconds=1))
     h.api.workflows["etl"]["status"] = {
@@ -500,14 +500,18 @@ def test_the_schedule_daemon_creates_the_due_run_and_stops_when_cancelled(h: Har
     }
 
     async def scenario() -> None:
-        daemon = asyncio.create_task(h.controller.run_schedule(h.api.workflows["etl"], h.index()))
+        stop = asyncio.Event()
+        daemon = asyncio.create_task(
+            h.controller.run_schedule(h.api.workflows["etl"], h.index(), stop=stop)
+        )
         for _ in range(1000):
             if h.api.runs:
                 break
             await asyncio.sleep(0)
-        daemon.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await daemon
+        # It now sleeps until the next tick; kopf's stop ends it without a cancellation.
+        stop.set()
+        h.controller.wake(("team", "etl"))
+        await daemon
 
     asyncio.run(scenario())
     assert list(h.api.runs) == [scheduled_run_name("etl", TICK)]
