@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
 from tests.support.cluster import Cluster, kubectl, wait_for
 from tests.support.operator import (
-    OperatorProcess,
     apply,
     create,
     ensure_operator,
     get_run,
     jobs,
     node_phases,
+    operator_namespace,
     run_of,
     sim,
     status,
@@ -24,9 +25,10 @@ from tests.support.operator import (
 )
 
 
-@pytest.fixture(autouse=True)
-def kdag_operator(cluster: Cluster) -> OperatorProcess:
-    return ensure_operator(cluster)
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace served by this session's operator (see tests.support.operator)."""
+    yield from operator_namespace(cluster)
 
 
 def _gated(namespace: str, name: str, **approval: object) -> None:
@@ -107,8 +109,9 @@ def test_cancel_deletes_running_jobs_and_runs_finally(namespace: str) -> None:
 
 
 def test_a_killed_operator_resumes_every_run_without_duplicate_jobs(
-    namespace: str, kdag_operator: OperatorProcess
+    namespace: str, cluster: Cluster
 ) -> None:
+    kdag_operator = ensure_operator(cluster)
     nodes = [
         {"name": "a", **sim(duration="1s")},
         {"name": "b", "dependsOn": ["a"], **sim(duration="1s")},

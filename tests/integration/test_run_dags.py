@@ -6,17 +6,18 @@ asserts on what `kubectl get` shows (the run's status, the Jobs).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.support.cluster import Cluster, kubectl, wait_for
 from tests.support.operator import (
     JobWatch,
-    OperatorProcess,
     apply,
     create,
-    ensure_operator,
     jobs,
     node_phases,
+    operator_namespace,
     run_of,
     sim,
     status,
@@ -26,9 +27,10 @@ from tests.support.operator import (
 )
 
 
-@pytest.fixture(autouse=True)
-def kdag_operator(cluster: Cluster) -> OperatorProcess:
-    return ensure_operator(cluster)
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace served by this session's operator (see tests.support.operator)."""
+    yield from operator_namespace(cluster)
 
 
 def test_linear_chain_runs_in_order_with_one_job_per_node(namespace: str) -> None:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.support.cluster import REPO_ROOT, Cluster, kubectl
-from tests.support.operator import OperatorProcess, ensure_operator, wait_phase
+from tests.support.operator import operator_namespace, wait_phase
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True)
-def kdag_operator(cluster: Cluster) -> OperatorProcess:
-    return ensure_operator(cluster)
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace served by this session's operator (see tests.support.operator)."""
+    yield from operator_namespace(cluster)
 
 
 def _kinds(path: Path) -> list[dict[str, object]]:

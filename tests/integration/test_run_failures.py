@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 
 from tests.support.cluster import Cluster, kubectl
 from tests.support.operator import (
-    OperatorProcess,
     apply,
     create,
-    ensure_operator,
     jobs,
     node_phases,
+    operator_namespace,
     release_pod,
     run_of,
     sim,
@@ -23,9 +23,10 @@ from tests.support.operator import (
 )
 
 
-@pytest.fixture(autouse=True)
-def kdag_operator(cluster: Cluster) -> OperatorProcess:
-    return ensure_operator(cluster)
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace served by this session's operator (see tests.support.operator)."""
+    yield from operator_namespace(cluster)
 
 
 def _time(text: str) -> datetime:
@@ -74,30 +75,25 @@ def test_a_run_over_its_timeout_deletes_its_jobs_and_ends_timed_out(namespace: s
     kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=60s")
 
 
-def test_on_failure_stop_starts_nothing_new(namespace: str) -> None:
+@pytest.mark.parametrize(
+    ("on_failure", "after_slow"),
+    [("stop", "Skipped"), ("continue", "Succeeded")],
+)
+def test_on_failure_stop_starts_nothing_new_and_continue_runs_all_it_can(
+    namespace: str, on_failure: str, after_slow: str
+) -> None:
     nodes = [
         {"name": "bad", **sim(exit_code=2)},
         {"name": "slow", **sim(duration="2s")},
         {"name": "after-slow", "dependsOn": ["slow"]},
     ]
-    apply(namespace, workflow("stop", nodes, onFailure="stop"))
-    run = create(namespace, run_of("stop"))
+    apply(namespace, workflow("policy", nodes, onFailure=on_failure))
+    run = create(namespace, run_of("policy"))
     done = wait_phase(namespace, run, "Failed")
-    assert node_phases(done) == {"bad": "Failed", "slow": "Succeeded", "after-slow": "Skipped"}
+    assert node_phases(done) == {"bad": "Failed", "slow": "Succeeded", "after-slow": after_slow}
     assert done["nodes"]["bad"]["exitCode"] == 2
-    assert done["nodes"]["after-slow"]["skipReason"] == "RunStopping"
-
-
-def test_on_failure_continue_runs_everything_that_can_run(namespace: str) -> None:
-    nodes = [
-        {"name": "bad", **sim(exit_code=2)},
-        {"name": "slow", **sim(duration="2s")},
-        {"name": "after-slow", "dependsOn": ["slow"]},
-    ]
-    apply(namespace, workflow("cont", nodes, onFailure="continue"))
-    run = create(namespace, run_of("cont"))
-    done = wait_phase(namespace, run, "Failed")
-    assert node_phases(done) == {"bad": "Failed", "slow": "Succeeded", "after-slow": "Succeeded"}
+    if on_failure == "stop":
+        assert done["nodes"]["after-slow"]["skipReason"] == "RunStopping"
 
 
 def test_rerun_reruns_only_the_failed_nodes(namespace: str) -> None:

@@ -1,12 +1,14 @@
 """The kdag operator as the integration tests run it, and helpers to drive runs like a user.
 
-One operator process serves the whole test session (`kdag-operator -n 'kdag-test-*'`, the
-console script, against the test cluster's kubeconfig); the first test that asks for it
-applies the CRDs from `crds/` and starts it, and it is stopped when the session's process
-exits. A test that kills it (to test resuming) starts it again through `restart()`.
+One operator process serves the whole test session (the `kdag-operator` console script,
+against the test cluster's kubeconfig); the first test that asks for it applies the CRDs from
+`crds/` and starts it, and it is stopped when the session's process exits. A test that kills
+it (to test resuming) starts it again with `start()`.
 
-Integration tests that use it must not run in parallel processes (pytest-xdist): two
-operators would both reconcile every run.
+The cluster is shared (other sessions may run tests, and operators, at the same time), so
+the operator serves only this session's namespaces: `operator_namespace()` makes them under
+a prefix unique to the process (`kdag-run-<session>-<test>`), and the operator is started
+with `--namespace 'kdag-run-<session>-*'`. Two operators on one run would both reconcile it.
 
 Runs and Workflows are written as manifests and handed to `kubectl apply/create`, as a user
 would; the helpers below only read state back (`kubectl get`).
@@ -24,7 +26,8 @@ import sys
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -42,6 +45,7 @@ from tests.support.cluster import (
 OPERATOR = Path(sys.executable).parent / "kdag-operator"
 CRDS = REPO_ROOT / "crds"
 TERMINAL = ("Succeeded", "Failed", "Cancelled", "TimedOut", "Invalid")
+NAMESPACE_PREFIX = f"kdag-run-{uuid.uuid4().hex[:6]}-"
 
 
 def _free_port() -> int:
@@ -68,10 +72,8 @@ class OperatorProcess:
         self._proc = subprocess.Popen(
             [
                 str(OPERATOR),
-                # Only the tests' own namespaces (the `namespace` fixture's names): other
-                # sessions on the shared cluster may run an operator of their own elsewhere.
                 "--namespace",
-                "kdag-test-*",
+                f"{NAMESPACE_PREFIX}*",
                 "--metrics-port",
                 str(self.metrics_port),
                 "--liveness",
@@ -153,6 +155,20 @@ def ensure_operator(cluster: Cluster) -> OperatorProcess:
         atexit.register(started.stop)
         _session["operator"] = started
     return _session["operator"]
+
+
+def operator_namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace that the session's operator serves; deleted afterwards.
+
+    For a module's `namespace` fixture: `yield from operator_namespace(cluster)`.
+    """
+    ensure_operator(cluster)
+    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "kdag.dev/test=true")
+    kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s")
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
 # --------------------------------------------------------------------- manifests
