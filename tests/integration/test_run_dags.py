@@ -15,6 +15,7 @@ from tests.support.operator import (
     JobWatch,
     apply,
     create,
+    ensure_operator,
     jobs,
     node_phases,
     operator_namespace,
@@ -181,3 +182,29 @@ def test_kubectl_get_shows_the_printer_columns_and_kubectl_wait_returns(namespac
     short = kubectl("get", "kwfr", "-n", namespace, "-o", "name")
     assert short.strip() == f"workflowrun.kdag.dev/{run}"
     assert status(namespace, run)["conditions"][0]["type"] == "Succeeded"
+
+
+def test_a_finished_run_is_deleted_after_its_ttl_with_its_jobs(namespace: str) -> None:
+    apply(namespace, workflow("brief", [{"name": "a"}], ttlSecondsAfterFinished=2))
+    run = create(namespace, run_of("brief"))
+    wait_phase(namespace, run, "Succeeded")
+    kubectl("wait", "--for=delete", f"workflowrun/{run}", "-n", namespace, "--timeout=60s")
+    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=60s")
+
+
+def test_the_operator_reports_metrics_without_per_run_labels(
+    namespace: str, cluster: Cluster
+) -> None:
+    apply(namespace, workflow("measured", [{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
+    run = create(namespace, run_of("measured"))
+    wait_phase(namespace, run, "Succeeded")
+    text = ensure_operator(cluster).metrics()
+    for name in (
+        'kdag_runs_finished_total{phase="Succeeded"}',
+        'kdag_nodes_finished_total{phase="Succeeded"}',
+        "kdag_scheduling_latency_seconds_count",
+        'kdag_kube_requests_total{code="201",resource="jobs",verb="create"}',
+        'kdag_kube_requests_total{code="200",resource="workflowruns/status",verb="patch"}',
+    ):
+        assert name in text, name
+    assert run not in text and namespace not in text

@@ -58,8 +58,9 @@ def _free_port() -> int:
 class OperatorProcess:
     """`kdag-operator` running as a subprocess; its log is kept in a file for debugging."""
 
-    def __init__(self, kubeconfig: Path) -> None:
+    def __init__(self, kubeconfig: Path, *extra_args: str) -> None:
         self.kubeconfig = kubeconfig
+        self.extra_args = extra_args
         self.log_path = Path(tempfile.gettempdir()) / f"kdag-it-operator-{os.getpid()}.log"
         self.metrics_port = _free_port()
         self.liveness_port = _free_port()
@@ -78,6 +79,7 @@ class OperatorProcess:
                 str(self.metrics_port),
                 "--liveness",
                 f"http://127.0.0.1:{self.liveness_port}/healthz",
+                *self.extra_args,
             ],
             env=env,
             stdout=self._log,

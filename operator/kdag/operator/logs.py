@@ -47,9 +47,11 @@ def configure_logging(log_format: Literal["json", "text"], verbose: bool) -> Non
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # kopf's own chatter (every watch reconnect, every handler call) is debug material.
-    logging.getLogger("kopf").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    root.setLevel(logging.INFO)
+    logging.getLogger("kdag").setLevel(logging.DEBUG if verbose else logging.INFO)
+    # kopf's own chatter (every watch reconnect, every handler call) would drown kdag's:
+    # its warnings and errors only.
+    logging.getLogger("kopf").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     # One line per liveness probe is noise.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -267,10 +267,18 @@ class Reconciler:
         await self._fill_pod_results(key, run)
         observed = self._cache.observed(key, run.uid)
         now = self._clock()
+        began = time.perf_counter()
         decision = await self._in_planner(
             lambda: decide(body, run, observed, workflow, workflow_problem, now, self._max_nodes)
         )
+        planned = time.perf_counter()
         await self._apply(key, body, decision, now)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "planned in %.1f ms, applied %d action(s) in %.1f ms",
+                (planned - began) * 1000, len(decision.result.actions),
+                (time.perf_counter() - planned) * 1000, extra={"run": f"{key[0]}/{key[1]}"},
+            )  # fmt: skip
 
     async def _in_planner(self, compute: Callable[[], Decision]) -> Decision:
         if self._planner is None:
