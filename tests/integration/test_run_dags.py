@@ -208,3 +208,29 @@ def test_the_operator_reports_metrics_without_per_run_labels(
     ):
         assert name in text, name
     assert run not in text and namespace not in text
+
+
+def test_bad_input_ends_the_run_invalid_with_the_field_named(namespace: str) -> None:
+    missing = create(namespace, run_of("no-such-workflow"))
+    inline = {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"generateName": "inline-"},
+        "spec": {
+            "workflow": {
+                "nodes": [
+                    {"name": "a", "image": "busybox", "resources": {"requests": {"cpu": "lots"}}}
+                ]
+            }
+        },
+    }
+    bad = create(namespace, inline)
+    assert (
+        'Workflow "no-such-workflow" not found'
+        in wait_phase(namespace, missing, "Invalid")["message"]
+    )
+    message = wait_phase(namespace, bad, "Invalid")["message"]
+    assert "nodes[a]" in message and "cpu" in message
+    # The operator is still serving: a good run in the same namespace succeeds.
+    apply(namespace, workflow("fine", [{"name": "a"}]))
+    wait_phase(namespace, create(namespace, run_of("fine")), "Succeeded")
