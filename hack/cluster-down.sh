@@ -15,4 +15,4 @@ if [[ -x "${KDAG_BIN}/kwokctl" ]] &&
 else
   echo "[cluster-down] no cluster ${KDAG_CLUSTER}" >&2
 fi
-rm -f "${KDAG_KUBECONFIG}"
+rm -f "${KDAG_KUBECONFIG}" "${KDAG_CACHE}/kwokctl-config-${KDAG_CLUSTER}.yaml"

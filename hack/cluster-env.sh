@@ -15,5 +15,10 @@ KDAG_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/kdag"
 # fresh directory instead of mixing binaries of two releases.
 KDAG_VERSION_KEY="k8s-${K8S_VERSION}_kwok-${KWOK_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
 KDAG_BIN="${KDAG_CACHE}/bin/${KDAG_VERSION_KEY}"
+# KDAG_CLUSTER=other runs a second, independent cluster (its own kubeconfig).
 KDAG_CLUSTER="${KDAG_CLUSTER:-kdag}"
-KDAG_KUBECONFIG="${KDAG_CACHE}/kubeconfig"
+if [[ "${KDAG_CLUSTER}" == kdag ]]; then
+  KDAG_KUBECONFIG="${KDAG_CACHE}/kubeconfig"
+else
+  KDAG_KUBECONFIG="${KDAG_CACHE}/kubeconfig-${KDAG_CLUSTER}"
+fi

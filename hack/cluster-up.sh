@@ -89,7 +89,7 @@ EOF
 }
 
 create_cluster() {
-  local config="${KDAG_CACHE}/kwokctl-config.yaml"
+  local config="${KDAG_CACHE}/kwokctl-config-${KDAG_CLUSTER}.yaml"
   write_config "$config"
   log "creating cluster ${KDAG_CLUSTER} (kwokctl, runtime=binary)"
   # --kubeconfig="" keeps kwokctl away from ~/.kube/config; we export the
