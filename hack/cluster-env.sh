@@ -1,6 +1,6 @@
 # Sourced by the hack/ cluster scripts: the one place that pins versions and
 # knows where things live.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # every variable here is for the scripts that source it
 
 # Pinned (not "newest at build time") so that every developer and CI run gets
 # exactly the same control plane; bump deliberately.
