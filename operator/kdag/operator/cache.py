@@ -72,6 +72,11 @@ class Cache:
 
     def remove_run(self, key: RunKey) -> None:
         self._runs.pop(key, None)
+        self.evict_jobs(key)
+
+    def evict_jobs(self, key: RunKey) -> None:
+        """Forget a run's Jobs and pod results (a finished run needs them no more; a rerun
+        lists them again, as after a restart)."""
         run_jobs = self._jobs.pop(key, None)
         for name in run_jobs.jobs if run_jobs else ():
             self._forget_pods(key[0], name)

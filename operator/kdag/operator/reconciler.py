@@ -288,6 +288,7 @@ class Reconciler:
     async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
         """A finished run: only its TTL matters."""
         self._metrics.track_run(key, None, 0)
+        self._cache.evict_jobs(key)
         status = body.get("status") or {}
         due = ttl_due(status)
         if due is None:

@@ -282,3 +282,25 @@ def test_a_broken_spec_after_the_start_still_lets_the_run_be_cancelled(h: Harnes
     h.cache.put_run(dict(body))
     h.reconcile(key)
     assert h.status(key)["phase"] == "Cancelled"
+
+
+def test_a_finished_run_lets_go_of_its_jobs_and_a_rerun_lists_them_again(h: Harness) -> None:
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "retry": {"limit": 0}}]))
+    h.reconcile(key)
+    h.kube.finish_job("ns", "r1-a-1")
+    h.kube.finish_job("ns", "r1-b-1", ok=False)
+    h.sync_from_api()
+    h.reconcile(key)
+    assert h.status(key)["phase"] == "Failed"
+    h.sync_from_api()
+    h.reconcile(key)  # settled
+    assert h.cache.job_names(key) == []
+    assert not h.cache.is_primed(key)
+    h.kube.runs[key]["metadata"]["annotations"] = {"kdag.dev/rerun": "1"}
+    h.kube.runs[key]["metadata"]["resourceVersion"] = "9999"
+    h.cache.put_run(dict(h.kube.runs[key]))
+    h.kube.calls.clear()
+    h.reconcile(key)
+    assert [c[0] for c in h.kube.calls[:2]] == ["list_jobs", "list_pods"]
+    assert ("create_job", "r1-b-2") in h.kube.calls
+    assert ("create_job", "r1-a-2") not in h.kube.calls
