@@ -38,7 +38,7 @@ unit: venv ## unit and property tests (no cluster)
 
 
 .PHONY: test
-test: venv cluster-bins ## unit, property and integration tests; brings the local cluster up once
+test: venv cluster-bins test-deps ## unit, property and integration tests; brings the local cluster up once
 	$(BIN)/pytest tests
 
 -include hack/*.mk
