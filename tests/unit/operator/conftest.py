@@ -57,6 +57,10 @@ class FakeKube:
         self.runs[(meta["namespace"], meta["name"])] = body
         return copy.deepcopy(body)
 
+    def touch(self, key: tuple[str, str]) -> None:
+        """A new resourceVersion, as any write to the run gets (tests edit runs in place)."""
+        self.runs[key]["metadata"]["resourceVersion"] = self._next_rv()
+
     def finish_job(self, namespace: str, name: str, *, ok: bool = True, **pod: Any) -> None:
         """Make the Job Complete (or Failed) and give it a terminated pod."""
         job = self.jobs[(namespace, name)]

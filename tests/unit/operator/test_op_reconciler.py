@@ -3,9 +3,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from conftest import Harness, run_body, status_error
 
 from kdag.engine.timeutil import parse_iso
+from kdag.operator import reconciler as reconciler_module
 from kdag.operator.cache import Cache
 
 
@@ -60,6 +62,7 @@ def test_create_answered_already_exists_adopts_the_job(h: Harness) -> None:
     # A restart: the status write was lost, the Job was made. The new process's cache
     # has the run (primed by a list that raced the creation) but not the Job.
     h.kube.runs[key].pop("status")
+    h.kube.touch(key)
     h.cache = Cache()
     h.reconciler._cache = h.cache
     h.sync_from_api()
@@ -219,6 +222,7 @@ def test_transitions_feed_the_metrics(h: Harness) -> None:
     assert h.metrics.approvals_pending._value.get() == 1
     h.kube.finish_job("ns", "r1-a-1")
     h.kube.runs[key]["metadata"]["annotations"] = {"approve.kdag.dev/gate": "alice"}
+    h.kube.touch(key)
     h.sync_from_api()
     h.reconcile(key)
     assert h.status(key)["phase"] == "Succeeded"
@@ -304,3 +308,26 @@ def test_a_finished_run_lets_go_of_its_jobs_and_a_rerun_lists_them_again(h: Harn
     assert [c[0] for c in h.kube.calls[:2]] == ["list_jobs", "list_pods"]
     assert ("create_job", "r1-b-2") in h.kube.calls
     assert ("create_job", "r1-a-2") not in h.kube.calls
+
+
+def test_the_status_we_wrote_is_not_parsed_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    real = reconciler_module.parse_run
+
+    def counting(body: dict[str, Any]) -> Any:
+        parsed.append(body["metadata"]["resourceVersion"])
+        return real(body)
+
+    monkeypatch.setattr(reconciler_module, "parse_run", counting)
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
+    h.reconcile(key)
+    h.sync_from_api()  # the watch brings back our own write
+    h.reconcile(key)
+    assert len(parsed) == 1
+    h.kube.finish_job("ns", "r1-a-1")
+    h.sync_from_api()
+    h.reconcile(key)
+    assert len(parsed) == 1  # a Job event: the run object is still the one we wrote
+    assert h.status(key)["nodes"]["b"]["phase"] == "Running"
