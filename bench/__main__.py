@@ -9,6 +9,7 @@ KDAG_BENCH_SCENARIOS=fanout python -m bench
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
@@ -38,6 +39,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "env KDAG_BENCH_SCENARIOS",
     )
     parser.add_argument("--quick", action="store_true", help="tiny scale, for smoke tests")
+    parser.add_argument(
+        "--runs", type=int, help="override the number of runs of every chosen scenario"
+    )
     parser.add_argument("--no-floor", action="store_true", help="skip the no-operator floor")
     parser.add_argument(
         "--profile",
@@ -73,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = parse_args(sys.argv[1:] if argv is None else argv)
     available = scenarios(args.quick)
+    if args.runs:
+        available = {
+            k: dataclasses.replace(
+                v, runs=args.runs, title=f"{v.title}, run count set to {args.runs}"
+            )
+            for k, v in available.items()
+        }
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()] or list(available)
     unknown = [s for s in chosen if s not in available]
     if unknown:
@@ -84,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "make bench" if not args.quick else "make bench BENCH_ARGS=--quick"
     if args.scenarios:
         command += f" SCENARIOS={args.scenarios}"
+    if args.runs:
+        command += f" (--runs {args.runs})"
     if args.no_floor:
         command += " (--no-floor)"
     if args.profile:
