@@ -128,6 +128,8 @@ NAMESPACED_RULES = {
 }
 CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 PEERING_VERBS = {"get", "list", "watch", "patch"}
+# Namespaced mode: kopf, given --namespace, lists and watches namespaces (names only).
+NAMESPACED_MODE_CLUSTER_READ = {**CRD_READ, ("", "namespaces"): {"list", "watch"}}
 
 
 def operator_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -344,7 +346,7 @@ def test_namespaced_rbac_has_a_role_in_each_namespace_and_nothing_cluster_wide()
     namespaced = {r["metadata"]["namespace"]: rules_of(r) for r in roles if r["kind"] == "Role"}
     assert namespaced == {"team-a": NAMESPACED_RULES, "team-b": NAMESPACED_RULES}
     cluster = [rules_of(r) for r in roles if r["kind"] == "ClusterRole"]
-    assert cluster == [CRD_READ]  # read-only, and not a namespaced kind
+    assert cluster == [NAMESPACED_MODE_CLUSTER_READ]  # read-only: no namespaced kind
     bindings = kinds(docs, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
@@ -409,7 +411,7 @@ def test_namespaced_peering_has_a_kopfpeering_in_each_namespace() -> None:
     for role in kinds(docs, "Role"):
         assert rules_of(role) == {**NAMESPACED_RULES, ("kopf.dev", "kopfpeerings"): PEERING_VERBS}
     cluster = [rules_of(r) for r in operator_roles(docs) if r["kind"] == "ClusterRole"]
-    assert cluster == [CRD_READ]
+    assert cluster == [NAMESPACED_MODE_CLUSTER_READ]
 
 
 def test_peering_crds_ship_with_the_chart() -> None:
