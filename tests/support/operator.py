@@ -75,6 +75,10 @@ class OperatorProcess:
                 str(OPERATOR),
                 "--namespace",
                 f"{NAMESPACE_PREFIX}*",
+                # The shared `namespace` fixture's names, for tests that still use it; other
+                # sessions' operators serve those too, so such tests can race them.
+                "--namespace",
+                "kdag-test-*",
                 "--metrics-port",
                 str(self.metrics_port),
                 "--liveness",

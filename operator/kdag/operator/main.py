@@ -20,14 +20,13 @@ from collections.abc import Sequence
 import kopf
 from pydantic import ValidationError
 
-# Registers the handlers on kopf's default registry (import for effect).
-import kdag.operator.handlers  # noqa: F401
+# Both register their kopf handlers on kopf's default registry (imported for effect):
+# runs, their Jobs and pods; Workflows' status and schedules.
+import kdag.operator.handlers
+import kdag.operator.workflows  # noqa: F401
 from kdag.operator.app import Operator
 from kdag.operator.config import OperatorConfig, kopf_settings
 from kdag.operator.logs import configure_logging
-
-# kdag.operator.workflows (Workflow status, schedules) registers its handlers the same way:
-# import kdag.operator.workflows  -- enable once that module lands
 
 logger = logging.getLogger("kdag.operator")
 
