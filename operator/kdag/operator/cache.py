@@ -122,7 +122,11 @@ class Cache:
         run_jobs = self._jobs.get(key)
         name = observed.observation.name
         current = run_jobs.jobs.get(name) if run_jobs else None
-        if current is None or current.uid != observed.uid:
+        if current is None:
+            # Not cached (its run finished and was evicted); a pod result may still be.
+            self._forget_pods(observed.namespace, name)
+            return None
+        if current.uid != observed.uid:
             return None  # an older Job of the same name: the cached one is its successor
         assert run_jobs is not None
         del run_jobs.jobs[name]
