@@ -148,8 +148,15 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             operator = harness.run_operator(env, scenario)
             result["operator"] = operator
-            result["floor"] = None if args.no_floor else harness.run_floor(env, scenario)
+            result["floor"] = None
             result["finished_at"] = report.now_iso()
+            if not args.no_floor:
+                # Recorded before the floor runs too: a long scenario stopped during its
+                # floor keeps its operator figures.
+                report.write_result(out, key, {**result, "floor_pending": True})
+                report.update_doc(doc, report.load_results(out))
+                result["floor"] = harness.run_floor(env, scenario)
+                result["finished_at"] = report.now_iso()
             result["elapsed_s"] = round(time.monotonic() - started, 1)
             path = report.write_result(out, key, result)
             failed = failed or not operator["completed"]

@@ -138,7 +138,9 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                     f"{_fmt(_get(op, 'timing', 'makespan_s'), ' s')} "
                     f"({_fmt(_get(op, 'timing', 'critical_path_s'), ' s')})",
                     _fmt(_get(op, "timing", "median_run_overhead_per_level_s"), " s", 2),
-                    _fmt(_get(floor, "timing", "makespan_s"), " s") if floor else "not run",
+                    _fmt(_get(floor, "timing", "makespan_s"), " s")
+                    if floor
+                    else ("running" if r.get("floor_pending") else "not run"),
                     f"{_fmt(p50, ' ms')} / {_fmt(p99, ' ms')}{_mark(lat_ok)}",
                     f"{_fmt(seen.get('p50'), ' ms', 0)} / {_fmt(seen.get('p99'), ' ms', 0)} "
                     f"({_fmt(fseen.get('p50'), ' ms', 0)} / {_fmt(fseen.get('p99'), ' ms', 0)})",
