@@ -178,8 +178,11 @@ def _in_namespace(
     try:
         return measure(env, scenario, namespace)
     finally:
-        if not kube.delete_namespace(env.client, namespace, wait=env.wait_cleanup):
-            logger.warning("namespace %s still terminating", namespace)
+        try:
+            if not kube.delete_namespace(env.client, namespace, wait=env.wait_cleanup):
+                logger.warning("namespace %s still terminating", namespace)
+        except Exception:  # never lose a measurement to its cleanup
+            logger.exception("could not delete namespace %s", namespace)
 
 
 def run_operator(env: Env, scenario: Scenario) -> dict[str, Any]:

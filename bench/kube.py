@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.cluster import default_kubeconfig, kubectl
+from urllib3.exceptions import HTTPError
 
 # Every verb the API server's apiserver_request_total counts as a write.
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"})
@@ -37,6 +39,8 @@ SCENARIO_RESOURCES = frozenset(
 )  # fmt: skip
 BENCH_LABEL = "kdag.dev/bench"
 NODE_TAINT_KEY = "kdag.dev/bench"
+
+logger = logging.getLogger(__name__)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -85,16 +89,28 @@ def delete_namespace(
     batch = kubernetes.client.BatchV1Api(client)
     core = kubernetes.client.CoreV1Api(client)
     custom = kubernetes.client.CustomObjectsApi(client)
-    try:
-        custom.delete_collection_namespaced_custom_object(
+    steps: list[Callable[[], object]] = [
+        lambda: custom.delete_collection_namespaced_custom_object(
             "kdag.dev", "v1alpha1", name, "workflowruns"
-        )
-        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
-        batch.delete_collection_namespaced_job(name, propagation_policy="Background")
-        core.delete_namespace(name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+        ),
+        lambda: core.delete_collection_namespaced_pod(name, grace_period_seconds=0),
+        lambda: batch.delete_collection_namespaced_job(name, propagation_policy="Background"),
+        lambda: core.delete_namespace(name),
+    ]
+    for step in steps:
+        # A collection delete of thousands of pods can outlast the API server's 60 s request
+        # timeout (504) while it goes on deleting; try again, then let the namespace
+        # controller finish whatever is left.
+        for _ in range(5):
+            try:
+                step()
+                break
+            except ApiException as exc:
+                if exc.status == 404:
+                    break
+                logger.warning("cleaning up %s: %s %s; retrying", name, exc.status, exc.reason)
+            except (HTTPError, OSError) as exc:
+                logger.warning("cleaning up %s: %s; retrying", name, exc)
     deadline = time.monotonic() + timeout
     while wait and time.monotonic() < deadline:
         try:
