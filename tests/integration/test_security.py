@@ -216,5 +216,5 @@ def test_the_operators_token_cannot_mint_tokens_for_other_service_accounts(
     kubeconfig = service_account_kubeconfig(
         cluster.kubeconfig, env.release.namespace, env.release.service_account, tmp_path / "sa"
     )
-    with pytest.raises(KubectlError, match="(?i)forbidden"):
+    with pytest.raises(KubectlError, match=r"(?i)forbidden"):
         kubectl("create", "token", "loader", "-n", env.namespace, kubeconfig=kubeconfig)
