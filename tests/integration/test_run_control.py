@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.cluster import Cluster, kubectl, wait_for
 from tests.support.operator import (
+    WAIT_SECONDS,
     apply,
     create,
     ensure_operator,
@@ -74,7 +75,7 @@ def test_reject_a_gate(namespace: str) -> None:
 def test_an_unanswered_gate_times_out(namespace: str) -> None:
     _gated(namespace, "quiet", timeoutSeconds=2)
     run = create(namespace, run_of("quiet"))
-    done = wait_phase(namespace, run, "Failed", timeout=60)
+    done = wait_phase(namespace, run, "Failed")
     assert done["nodes"]["publish"]["phase"] == "Failed"
     assert "approval timed out" in done["nodes"]["publish"]["message"]
 
@@ -104,7 +105,7 @@ def test_cancel_deletes_running_jobs_and_runs_finally(namespace: str) -> None:
             "-p", '{"spec": {"cancel": true}}')  # fmt: skip
     done = wait_phase(namespace, run, "Cancelled")
     assert node_phases(done) == {"a": "Cancelled", "b": "Cancelled", "notify": "Succeeded"}
-    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=60s")
+    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=240s")
     assert {j["metadata"]["name"] for j in jobs(namespace, run)} == {f"{run}-notify-1"}
 
 
@@ -123,13 +124,13 @@ def test_a_killed_operator_resumes_every_run_without_duplicate_jobs(
     wait_for(
         lambda: all(status(namespace, r).get("nodes", {}).get("b", {}).get("phase") == "Running"
                     for r in runs),
-        timeout=60, what="node b running in every run",
+        timeout=WAIT_SECONDS, what="node b running in every run",
     )  # fmt: skip
     kdag_operator.kill()
     # While it is down, Jobs finish unobserved.
     for r in runs:
         kubectl("wait", "--for=condition=Complete", f"job/{r}-b-1", "-n", namespace,
-                "--timeout=60s")  # fmt: skip
+                "--timeout=240s")  # fmt: skip
     kdag_operator.start()
     for r in runs:
         done = wait_phase(namespace, r, "Succeeded")

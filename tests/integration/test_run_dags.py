@@ -78,7 +78,7 @@ def test_fan_out_and_in_never_runs_more_than_parallelism_jobs(namespace: str) ->
     ]
     apply(namespace, workflow("fan", nodes, parallelism=2))
     with JobWatch(namespace, run := create(namespace, run_of("fan"))) as watch:
-        done = wait_phase(namespace, run, "Succeeded", timeout=120)
+        done = wait_phase(namespace, run, "Succeeded")
         wait_for(lambda: len(watch.names()) == 7, timeout=30, what="all Jobs watched")
     assert watch.max_unfinished() == 2
     assert {f"work[{r}]" for r in regions} <= set(done["nodes"])
@@ -172,7 +172,7 @@ def test_kubectl_get_shows_the_printer_columns_and_kubectl_wait_returns(namespac
     run = create(namespace, run_of("cols"))
     kubectl(
         "wait", "--for=condition=Succeeded", f"workflowrun/{run}", "-n", namespace,
-        "--timeout=90s",
+        "--timeout=240s",
     )  # fmt: skip
     table = kubectl("get", "workflowruns", "-n", namespace).splitlines()
     assert table[0].split() == ["NAME", "WORKFLOW", "PHASE", "PROGRESS", "AGE", "DURATION"]
@@ -188,8 +188,8 @@ def test_a_finished_run_is_deleted_after_its_ttl_with_its_jobs(namespace: str) -
     apply(namespace, workflow("brief", [{"name": "a"}], ttlSecondsAfterFinished=2))
     run = create(namespace, run_of("brief"))
     wait_phase(namespace, run, "Succeeded")
-    kubectl("wait", "--for=delete", f"workflowrun/{run}", "-n", namespace, "--timeout=60s")
-    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=60s")
+    kubectl("wait", "--for=delete", f"workflowrun/{run}", "-n", namespace, "--timeout=240s")
+    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=240s")
 
 
 def test_the_operator_reports_metrics_without_per_run_labels(

@@ -38,12 +38,12 @@ def test_the_examples_run_to_success_once_the_gate_is_approved(namespace: str) -
                 runs.append(out.strip().split("/", 1)[1])
     assert runs, "no example WorkflowRun"
     for run in runs:
-        waiting = wait_phase(namespace, run, "WaitingForApproval", "Succeeded", timeout=120)
+        waiting = wait_phase(namespace, run, "WaitingForApproval", "Succeeded")
         for node, entry in (waiting.get("nodes") or {}).items():
             if entry["phase"] == "WaitingForApproval":
                 kubectl(
                     "annotate", "workflowrun", run, "-n", namespace,
                     f"approve.kdag.dev/{node}=alice",
                 )  # fmt: skip
-        done = wait_phase(namespace, run, "Succeeded", timeout=120)
+        done = wait_phase(namespace, run, "Succeeded")
         assert done["progress"].split("/")[0] == done["progress"].split("/")[1]

@@ -70,9 +70,9 @@ def test_a_run_over_its_timeout_deletes_its_jobs_and_ends_timed_out(namespace: s
     nodes = [{"name": "a", **sim(hang=True)}, {"name": "b", "dependsOn": ["a"]}]
     apply(namespace, workflow("late", nodes, timeoutSeconds=3))
     run = create(namespace, run_of("late"))
-    done = wait_phase(namespace, run, "TimedOut", timeout=60)
+    done = wait_phase(namespace, run, "TimedOut")
     assert node_phases(done) == {"a": "TimedOut", "b": "Cancelled"}
-    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=60s")
+    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=240s")
 
 
 @pytest.mark.parametrize(

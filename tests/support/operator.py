@@ -45,6 +45,9 @@ from tests.support.cluster import (
 OPERATOR = Path(sys.executable).parent / "kdag-operator"
 CRDS = REPO_ROOT / "crds"
 TERMINAL = ("Succeeded", "Failed", "Cancelled", "TimedOut", "Invalid")
+# Generous: a pod that takes 300 ms on an idle cluster can take a minute when a benchmark
+# saturates the shared cluster's Job controller. Waits end as soon as the state is reached.
+WAIT_SECONDS = 240
 NAMESPACE_PREFIX = f"kdag-run-{uuid.uuid4().hex[:6]}-"
 
 
@@ -263,7 +266,7 @@ def wait_phase(namespace: str, name: str, *phases: str, timeout: float = 90) -> 
 
 
 def wait_node(
-    namespace: str, name: str, node: str, *phases: str, timeout: float = 90
+    namespace: str, name: str, node: str, *phases: str, timeout: float = WAIT_SECONDS
 ) -> dict[str, Any]:
     def reached() -> dict[str, Any] | None:
         entry = (status(namespace, name).get("nodes") or {}).get(node) or {}
@@ -296,7 +299,9 @@ def release_pod(namespace: str, run: str, node: str, attempt: int, exit_code: in
     dependency would.
     """
     selector = f"kdag.dev/run={run},kdag.dev/node={node},kdag.dev/attempt={attempt}"
-    found = wait_for(lambda: pods(namespace, selector), timeout=60, what=f"pod of {node}#{attempt}")
+    found = wait_for(
+        lambda: pods(namespace, selector), timeout=WAIT_SECONDS, what=f"pod of {node}#{attempt}"
+    )
     name = found[0]["metadata"]["name"]
     kubectl(
         "annotate", "pod", name, "-n", namespace, "--overwrite",
