@@ -44,6 +44,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the no-operator floor")
     parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="only rewrite the table from the JSON results already in the result directory",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="run the operator under yappi (pip install yappi); profiles next to the logs",
@@ -92,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     doc = args.doc or (
         out / "benchmarks.md" if args.quick else REPO_ROOT / "docs" / "benchmarks.md"
     )
+    if args.render_only:
+        report.update_doc(doc, report.load_results(out))
+        return 0
     command = "make bench" if not args.quick else "make bench BENCH_ARGS=--quick"
     if args.scenarios:
         command += f" SCENARIOS={args.scenarios}"

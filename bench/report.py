@@ -99,10 +99,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     lines = [BEGIN, ""]
     if not results:
         return "\n".join([*lines, "No results yet: run `make bench`.", "", END])
-    first = next(iter(results.values()))
     lines += [
-        f"Command: `{first['command']}`",
-        "",
         "| scenario | nodes | result | makespan (critical path) | overhead / level "
         "| floor makespan | latency p50 / p99 (histogram) "
         "| dep. done → Job seen p50 / p99 (floor) "
@@ -157,11 +154,12 @@ def render(results: dict[str, dict[str, Any]]) -> str:
             )
             + " |"
         )
-    lines += ["", "Machine and time of each result:", ""]
+    lines += ["", "Command, machine and time of each result:", ""]
     for key, r in results.items():
         m = r["machine"]
         lines.append(
-            f"- **{key}** ({r['finished_at']}): {m['nproc']} CPUs ({m['cpu_model']}), "
+            f"- **{key}**: `{r['command']}`, finished {r['finished_at']}; "
+            f"{m['nproc']} CPUs ({m['cpu_model']}), "
             f"{m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}, "
             f"Kubernetes {m['kubernetes']}, {m['kwok']}; load average at start "
             f"{', '.join(f'{x:.2f}' for x in m['load_average_start'])}"
