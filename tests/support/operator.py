@@ -251,7 +251,9 @@ def status(namespace: str, name: str) -> dict[str, Any]:
     return dict(get_run(namespace, name).get("status") or {})
 
 
-def wait_phase(namespace: str, name: str, *phases: str, timeout: float = 90) -> dict[str, Any]:
+def wait_phase(
+    namespace: str, name: str, *phases: str, timeout: float = WAIT_SECONDS
+) -> dict[str, Any]:
     """Wait until the run's phase is one of `phases`; return its status."""
 
     def reached() -> dict[str, Any] | None:
