@@ -646,10 +646,13 @@ def finish_and_check(
     ledger: JobLedger,
     history: RunHistory,
     operator: ScopedOperator,
-    timeout: float = 240,
+    timeout: float = 480,
 ) -> None:
     """Wait for every run to finish, then assert each ended as its shape says, with no
-    (node, attempt) given two Jobs; the failure shows the runs' histories and the log."""
+    (node, attempt) given two Jobs; the failure shows the runs' histories and the log.
+
+    The timeout is generous on purpose: on a cluster shared with a benchmark the Job
+    controller can take minutes to start a pod; a run that really hangs still fails."""
     wait_for(
         lambda: all_finished(namespace, list(runs)),
         timeout=timeout,
