@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal, cast
 
 import kopf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -13,6 +14,33 @@ PODS_RESOURCE = ("v1", "pods")
 # Server-side filters: the operator never receives (or holds) other Jobs and pods.
 JOBS_SELECTOR = "app.kubernetes.io/managed-by=kdag"
 PODS_SELECTOR = "kdag.dev/run"
+
+
+# Kinds kdag watches with raw-event handlers only, so kopf never diffs them.
+WATCH_ONLY_KINDS = frozenset(
+    {("batch/v1", "Job"), ("v1", "Pod"), ("kdag.dev/v1alpha1", "WorkflowRun")}
+)
+
+
+class WatchOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's annotation diff base, skipped for kinds nothing diffs.
+
+    kopf builds a diff base (a deep copy of the whole object, status included) for every
+    watch event of every kind, even one served only by `on.event` handlers that never look at
+    it. The benchmark's profile found that copying at 35% of the event loop's CPU, delaying
+    Job creation. Jobs, pods and runs get an empty essence instead; kinds with handlers that
+    do diff (Workflows: kopf's daemons and finalizer) keep kopf's behaviour.
+    """
+
+    def build(
+        self,
+        *,
+        body: kopf.Body,
+        extra_fields: Iterable[Any] | None = None,
+    ) -> kopf.BodyEssence:
+        if (body.get("apiVersion"), body.get("kind")) in WATCH_ONLY_KINDS:
+            return cast(kopf.BodyEssence, {})
+        return super().build(body=body, extra_fields=extra_fields)
 
 
 class OperatorConfig(BaseModel):
@@ -59,6 +87,7 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     """
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
+    settings.persistence.diffbase_storage = WatchOnlyDiffBaseStorage()
     settings.watching.label_selectors[JOBS_RESOURCE] = JOBS_SELECTOR
     settings.watching.label_selectors[PODS_RESOURCE] = PODS_SELECTOR
     # Watches end server-side on schedule and reconnect; the client timeout only catches a

@@ -268,7 +268,13 @@ class Reconciler:
             return
         run = self._parse(key, body)
         if not self._cache.is_primed(key):
-            await self._prime(key, run)
+            if run.started:
+                await self._prime(key, run)
+            else:
+                # Nothing is Running yet, so nothing can be misjudged as deleted: a Job left
+                # by a pass that crashed before the first status write is adopted on
+                # AlreadyExists. Saves two LISTs per new run when many start at once.
+                self._cache.mark_primed(key)
         workflow, workflow_problem = await self._resolve_workflow(run)
         await self._fill_pod_results(key, run)
         observed = self._cache.observed(key, run.uid)

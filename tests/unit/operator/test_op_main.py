@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 
+import kopf
 import pytest
 
 from kdag.operator.config import kopf_settings
@@ -45,3 +46,16 @@ def test_json_logs_carry_run_and_node() -> None:
     assert '"run": "ns/r1"' in line
     assert '"node": "a"' in line
     assert '"message": "node a done"' in line
+
+
+def test_kopf_builds_no_diff_base_for_the_kinds_kdag_only_watches() -> None:
+    storage = kopf_settings(parse_config(["-A"])).persistence.diffbase_storage
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": {"x": 1}}
+    assert storage.build(body=kopf.Body(job)) == {}
+    workflow = {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "w"},
+        "spec": {"nodes": []},
+    }
+    assert storage.build(body=kopf.Body(workflow))["spec"] == {"nodes": []}

@@ -15,11 +15,10 @@ def calls(h: Harness, verb: str) -> list[tuple[str, ...]]:
     return [c for c in h.kube.calls if c[0] == verb]
 
 
-def test_first_pass_primes_the_cache_creates_the_job_and_records_status(h: Harness) -> None:
+def test_first_pass_creates_the_job_and_records_status(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
-    assert calls(h, "list_jobs") == [("list_jobs", "kdag.dev/run=r1")]
-    assert calls(h, "list_pods") == [("list_pods", "kdag.dev/run=r1")]
+    assert calls(h, "list_jobs") == []  # a new run has no Jobs to list
     assert calls(h, "create_job") == [("create_job", "r1-a-1")]
     status = h.status(key)
     assert status["phase"] == "Running"
@@ -29,6 +28,20 @@ def test_first_pass_primes_the_cache_creates_the_job_and_records_status(h: Harne
     job = h.kube.jobs[("ns", "r1-a-1")]
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-r1"
     assert h.metrics.runs_started._value.get() == 1
+
+
+def test_a_started_run_found_at_start_up_lists_its_jobs_and_pods_first(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    h.cache = Cache()  # a restart
+    h.reconciler._cache = h.cache
+    h.sync_from_api()
+    h.cache.remove_job(h.kube.jobs[("ns", "r1-a-1")])  # the Job watch has not caught up
+    h.kube.calls.clear()
+    h.reconcile(key)
+    assert calls(h, "list_jobs") == [("list_jobs", "kdag.dev/run=r1")]
+    assert calls(h, "list_pods") == [("list_pods", "kdag.dev/run=r1")]
+    assert h.status(key)["nodes"]["a"]["phase"] == "Running"  # not taken for deleted
 
 
 def test_reconciling_again_changes_nothing(h: Harness) -> None:
