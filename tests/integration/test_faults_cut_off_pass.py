@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.support.cluster import Cluster, kubectl, kubectl_json, wait_for
 from tests.support.faults import (
     JobLedger,
@@ -54,12 +52,6 @@ def _room_for_jobs(namespace: str, count: int) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: a plan that adopts a finished Job loops again (start_failures) and "
-    "then takes the Jobs it asked to create in its first loop for deleted ones "
-    "(kdag.engine.planner._observe_job); see docs/faults.md",
-)
 def test_a_pass_cut_off_between_job_creates_adopts_the_made_job_and_creates_the_rest(
     cluster: Cluster,
 ) -> None:

@@ -82,6 +82,8 @@ class _Planner:
         self.now_iso = to_iso(now)
         self.actions: list[Action] = []
         self.start_failures = False
+        # Jobs this plan asks to create: active, though not observed yet.
+        self.creating: set[str] = set()
         self.views: dict[str, dict[str, Any]] | None = None
         # Answers a rerun removes: ignored in this pass, gone from the run by the next one.
         self.consumed_answers: set[str] = set()
@@ -122,7 +124,9 @@ class _Planner:
     def _start(self) -> list[Problem]:
         """Validate and snapshot the workflow, resolve params, create the node entries."""
         if self.ctx.problem is not None:
-            return [Problem("spec", self.ctx.problem)]
+            # The operator's problem already names its field ("spec.workflowRef.name: ...").
+            path, _, message = self.ctx.problem.partition(": ")
+            return [Problem(path, message) if message else Problem("spec", path)]
         workflow = self.ctx.workflow
         if workflow is None:
             return [Problem("spec", "set workflowRef or an inline workflow")]
@@ -445,6 +449,8 @@ class _Planner:
 
     def _observe_job(self, key: str, ns: NodeStatus) -> None:
         name = self._job_of(key, ns)
+        if name in self.creating:
+            return  # asked for in this plan: it cannot have been deleted yet
         job = self.observed.jobs.get(name or "")
         if job is None or job.deleting:
             self._attempt_failed(
@@ -574,6 +580,7 @@ class _Planner:
         existing = self.observed.jobs.get(name)
         if existing is None:
             self.actions.append(CreateJob(key, attempt, manifest))
+            self.creating.add(name)
         ns.phase = NodePhase.RUNNING
         ns.attempt = attempt
         ns.job = name if ns.index is None else None  # instances: derivable, kept out of status

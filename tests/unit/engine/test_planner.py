@@ -746,3 +746,19 @@ def test_restarted_planner_adopts_an_existing_job_instead_of_creating_another() 
     assert world.last is not None and world.last.jobs_to_create == []
     assert len(first.jobs_to_create) == 1
     assert world.node("a").job == "run1-a-1"
+
+
+def test_a_pass_that_fails_a_node_at_start_keeps_the_jobs_it_just_asked_for() -> None:
+    world = World(
+        workflow(
+            onFailure="continue",
+            nodes=[
+                {"name": "a"},
+                {"name": "b", "dependsOn": ["a"], "args": ["{{ nodes.a.outputs.x }}"]},
+                {"name": "c", "dependsOn": ["a"]},
+            ],
+        )
+    )
+    assert world.run() is RunPhase.FAILED
+    assert world.node("b").message == "template: node 'a' has no output 'x'"
+    assert world.node("c").phase is S
