@@ -51,7 +51,7 @@ from kdag.operator.schedules import (
     apply_plan,
 )
 from kdag.operator.status_patch import merge_patch
-from kdag.operator.workflow_api import KubeWorkflowApi, WorkflowApi
+from kdag.operator.workflow_api import WorkflowApi
 
 logger = logging.getLogger(__name__)
 
@@ -594,7 +594,7 @@ def _controller(memo: kopf.Memo) -> WorkflowController:
 @kopf.on.startup()
 async def start_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
     app: Operator = memo["kdag"]
-    memo[MEMO_KEY] = WorkflowController(KubeWorkflowApi(app.kube), max_nodes=app.config.max_nodes)
+    memo[MEMO_KEY] = WorkflowController(app.kube, max_nodes=app.config.max_nodes)
 
 
 @kopf.on.cleanup()
