@@ -14,7 +14,6 @@ it. Tests isolate themselves with the per-test ``namespace`` fixture instead.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +25,18 @@ from tests.support.cluster import (
     current_kubeconfig,
     default_kubeconfig,
     ensure_bins,
+    fresh_namespace,
     kubectl,
 )
+from tests.support.operator import operator_namespace
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: needs the local Kubernetes control plane (hack/cluster-up.sh)"
+    )
+    config.addinivalue_line(
+        "markers", "operator: the test's `namespace` is served by the session's kdag operator"
     )
 
 
@@ -61,15 +65,10 @@ def cluster() -> Cluster:
 
 
 @pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace for one test, deleted afterwards."""
-    name = f"kdag-test-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    kubectl("label", "namespace", name, "kdag.dev/test=true")
-    # Pods are only admitted once the serviceaccount controller has made the
-    # namespace's `default` ServiceAccount.
-    kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s")
-    yield name
-    # Don't wait: the namespace controller finishes the deletion in the
-    # background and the next test has its own namespace.
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards; in modules marked
+    `pytest.mark.operator`, one that the session's kdag operator serves."""
+    if request.node.get_closest_marker("operator") is not None:
+        yield from operator_namespace(cluster)
+    else:
+        yield from fresh_namespace("kdag-test-")

@@ -21,7 +21,6 @@ from tests.support.operator import (
     apply,
     create,
     ensure_operator,
-    operator_namespace,
     run_of,
     sim,
     wait_phase,
@@ -46,9 +45,7 @@ class Prometheus:
         return float(result[0]["value"][1]) if result else 0.0
 
 
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    yield from operator_namespace(cluster)
+pytestmark = pytest.mark.operator
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,7 +15,6 @@ from tests.support.operator import (
     get_run,
     jobs,
     node_phases,
-    operator_namespace,
     run_of,
     sim,
     status,
@@ -25,11 +23,7 @@ from tests.support.operator import (
     workflow,
 )
 
-
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    """A namespace served by this session's operator (see tests.support.operator)."""
-    yield from operator_namespace(cluster)
+pytestmark = pytest.mark.operator
 
 
 def _gated(namespace: str, name: str, **approval: object) -> None:

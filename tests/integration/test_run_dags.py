@@ -6,8 +6,6 @@ asserts on what `kubectl get` shows (the run's status, the Jobs).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.support.cluster import Cluster, kubectl, wait_for
@@ -18,7 +16,6 @@ from tests.support.operator import (
     ensure_operator,
     jobs,
     node_phases,
-    operator_namespace,
     run_of,
     sim,
     status,
@@ -27,11 +24,7 @@ from tests.support.operator import (
     workflow,
 )
 
-
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    """A namespace served by this session's operator (see tests.support.operator)."""
-    yield from operator_namespace(cluster)
+pytestmark = pytest.mark.operator
 
 
 def test_linear_chain_runs_in_order_with_one_job_per_node(namespace: str) -> None:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support.cluster import REPO_ROOT, Cluster, kubectl
-from tests.support.operator import operator_namespace, wait_phase
+from tests.support.cluster import REPO_ROOT, kubectl
+from tests.support.operator import wait_phase
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 
 
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    """A namespace served by this session's operator (see tests.support.operator)."""
-    yield from operator_namespace(cluster)
+pytestmark = pytest.mark.operator
 
 
 def _kinds(path: Path) -> list[dict[str, object]]:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 
-from tests.support.cluster import Cluster, kubectl
+from tests.support.cluster import kubectl
 from tests.support.operator import (
     apply,
     create,
     jobs,
     node_phases,
-    operator_namespace,
     release_pod,
     run_of,
     sim,
@@ -22,11 +20,7 @@ from tests.support.operator import (
     workflow,
 )
 
-
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    """A namespace served by this session's operator (see tests.support.operator)."""
-    yield from operator_namespace(cluster)
+pytestmark = pytest.mark.operator
 
 
 def _time(text: str) -> datetime:

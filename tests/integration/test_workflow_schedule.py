@@ -25,6 +25,8 @@ from tests.support.operator import (
     workflow,
 )
 
+pytestmark = pytest.mark.operator
+
 TICK_TIMEOUT = 75.0  # a minute to the next tick, plus the run's creation
 
 

@@ -10,6 +10,8 @@ import pytest
 from tests.support.cluster import Cluster, kubectl, kubectl_json, wait_for
 from tests.support.operator import OperatorProcess, apply, create, ensure_operator, run_of, workflow
 
+pytestmark = pytest.mark.operator
+
 COLUMNS = ("NAME", "NODES", "SCHEDULE", "LAST RUN", "AGE")
 
 

@@ -16,7 +16,8 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -167,3 +168,20 @@ def cluster_up() -> Cluster:
 def cluster_down() -> None:
     """Stop and delete the local cluster."""
     subprocess.run(["bash", str(HACK / "cluster-down.sh")], check=True)
+
+
+def fresh_namespace(prefix: str) -> Iterator[str]:
+    """A new namespace named `<prefix><random>`, ready for pods, deleted afterwards.
+
+    For fixtures: `yield from fresh_namespace("kdag-test-")`.
+    """
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "kdag.dev/test=true")
+    # Pods are only admitted once the serviceaccount controller has made the
+    # namespace's `default` ServiceAccount.
+    kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s")
+    yield name
+    # Don't wait: the namespace controller finishes the deletion in the background and the
+    # next test has its own namespace.
+    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")

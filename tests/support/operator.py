@@ -37,6 +37,7 @@ from tests.support.cluster import (
     Cluster,
     bin_dir,
     current_kubeconfig,
+    fresh_namespace,
     kubectl,
     kubectl_json,
     wait_for,
@@ -78,10 +79,6 @@ class OperatorProcess:
                 str(OPERATOR),
                 "--namespace",
                 f"{NAMESPACE_PREFIX}*",
-                # The shared `namespace` fixture's names, for tests that still use it; other
-                # sessions' operators serve those too, so such tests can race them.
-                "--namespace",
-                "kdag-test-*",
                 "--metrics-port",
                 str(self.metrics_port),
                 "--liveness",
@@ -169,15 +166,11 @@ def ensure_operator(cluster: Cluster) -> OperatorProcess:
 def operator_namespace(cluster: Cluster) -> Iterator[str]:
     """A fresh namespace that the session's operator serves; deleted afterwards.
 
-    For a module's `namespace` fixture: `yield from operator_namespace(cluster)`.
+    Integration tests get one as their `namespace` fixture by marking their module
+    `pytestmark = pytest.mark.operator` (tests/integration/conftest.py).
     """
     ensure_operator(cluster)
-    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    kubectl("label", "namespace", name, "kdag.dev/test=true")
-    kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s")
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+    yield from fresh_namespace(NAMESPACE_PREFIX)
 
 
 # --------------------------------------------------------------------- manifests
