@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import Cluster, KubectlError, kubectl, kubectl_json, wait_for
+from tests.support.cluster import (
+    Cluster,
+    KubectlError,
+    kubectl,
+    kubectl_json,
+    namespace_policy,
+    wait_for,
+)
 
 
 def job_manifest(
@@ -197,55 +204,18 @@ def test_user_without_rights_is_forbidden(namespace: str) -> None:
 def deny_configmaps_policy(namespace: str) -> Iterator[str]:
     """A ValidatingAdmissionPolicy bound to this test's namespace only."""
     name = f"kdag-test-deny-{uuid.uuid4().hex[:8]}"
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["configmaps"],
-                    }
-                ]
-            },
-            "validations": [
-                {
-                    "expression": "!object.metadata.name.startsWith('forbidden-')",
-                    "message": "kdag test policy: forbidden- names are not allowed",
-                }
-            ],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-            },
-        },
-    }
-    kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}),
-    )
-    yield name
-    kubectl(
-        "delete",
-        "validatingadmissionpolicybinding,validatingadmissionpolicy",
-        name,
-        "--ignore-not-found",
-    )
+    rules = [
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+         "resources": ["configmaps"]},
+    ]  # fmt: skip
+    validations = [
+        {
+            "expression": "!object.metadata.name.startsWith('forbidden-')",
+            "message": "kdag test policy: forbidden- names are not allowed",
+        }
+    ]
+    with namespace_policy(name, namespace, rules, validations):
+        yield name
 
 
 def test_validating_admission_policy_denies_with_its_message(

@@ -18,6 +18,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -185,3 +186,47 @@ def fresh_namespace(prefix: str) -> Iterator[str]:
     # Don't wait: the namespace controller finishes the deletion in the background and the
     # next test has its own namespace.
     kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@contextmanager
+def namespace_policy(
+    name: str,
+    namespace: str,
+    resource_rules: list[dict[str, Any]],
+    validations: list[dict[str, str]],
+) -> Iterator[None]:
+    """A ValidatingAdmissionPolicy (Deny) bound to one namespace, removed afterwards.
+
+    The API server picks it up asynchronously: callers wait until it bites.
+    """
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": resource_rules},
+            "validations": validations,
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    items = {"apiVersion": "v1", "kind": "List", "items": [policy, binding]}
+    kubectl("apply", "-f", "-", input=json.dumps(items))
+    try:
+        yield
+    finally:
+        kubectl(
+            "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name,
+            "--ignore-not-found",
+        )  # fmt: skip

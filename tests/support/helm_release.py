@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.cluster import REPO_ROOT, Cluster, kubectl, wait_for
+from tests.support.cluster import REPO_ROOT, Cluster, kubectl, namespace_policy, wait_for
 
 CHART = REPO_ROOT / "charts" / "kdag"
 
@@ -115,50 +115,18 @@ def only_identity_may_act(namespace: str, username: str) -> Iterator[None]:
     proves that identity's permissions are enough. (Admission applies even to the admin.)
     """
     name = f"kdag-helm-fence-{uuid.uuid4().hex[:6]}"
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": name},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": ["batch"],
-                        "apiVersions": ["*"],
-                        "operations": ["CREATE"],
-                        "resources": ["jobs"],
-                    },
-                    {
-                        "apiGroups": ["kdag.dev"],
-                        "apiVersions": ["*"],
-                        "operations": ["UPDATE"],
-                        "resources": ["workflowruns/status"],
-                    },
-                ]
-            },
-            "validations": [
-                {
-                    "expression": f"request.userInfo.username == {json.dumps(username)}",
-                    "message": f"in this test namespace only {username} may do this",
-                }
-            ],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": name},
-        "spec": {
-            "policyName": name,
-            "validationActions": ["Deny"],
-            "matchResources": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-            },
-        },
-    }
-    items = {"apiVersion": "v1", "kind": "List", "items": [policy, binding]}
-    kubectl("apply", "-f", "-", input=json.dumps(items))
+    rules = [
+        {"apiGroups": ["batch"], "apiVersions": ["*"], "operations": ["CREATE"],
+         "resources": ["jobs"]},
+        {"apiGroups": ["kdag.dev"], "apiVersions": ["*"], "operations": ["UPDATE"],
+         "resources": ["workflowruns/status"]},
+    ]  # fmt: skip
+    validations = [
+        {
+            "expression": f"request.userInfo.username == {json.dumps(username)}",
+            "message": f"in this test namespace only {username} may do this",
+        }
+    ]
 
     def in_force() -> bool:
         # Policies take a moment to reach the admission plugin; a server-side dry run goes
@@ -169,11 +137,6 @@ def only_identity_may_act(namespace: str, username: str) -> Iterator[None]:
         )  # fmt: skip
         return not probe
 
-    try:
+    with namespace_policy(name, namespace, rules, validations):
         wait_for(in_force, timeout=30, what=f"the fence policy {name}")
         yield
-    finally:
-        kubectl(
-            "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name,
-            "--ignore-not-found",
-        )  # fmt: skip
