@@ -190,12 +190,19 @@ class World:
             result = self.step()
             if self.phase is not None and self.phase.terminal:
                 return self.phase
-            active = self.active_jobs()
-            if active:
-                for job in active:
-                    self.finish_job(job, outcome(job.instance, job.attempt))
-            elif result.requeue_at is not None:
-                self.now = max(self.now, result.requeue_at)
-            else:
+            if not self.settle(result, outcome):
                 return self.phase or RunPhase.PENDING  # stuck: the caller asserts
         raise AssertionError("run did not settle")
+
+    def settle(self, result: PlanResult, outcome: Callable[[str, int], Outcome]) -> bool:
+        """Let the cluster move on after a plan: finish the active Jobs per `outcome`, or,
+        with none active, jump the clock to the planner's requeue time. False: stuck."""
+        active = self.active_jobs()
+        if active:
+            for job in active:
+                self.finish_job(job, outcome(job.instance, job.attempt))
+        elif result.requeue_at is not None:
+            self.now = max(self.now, result.requeue_at)
+        else:
+            return False
+        return True

@@ -371,8 +371,9 @@ def test_when_false_skips_the_node_and_lets_dependents_run() -> None:
     assert world.node("after").phase is S
 
 
-def test_when_true_runs_the_node() -> None:
-    world = World(
+def _load_when_rows() -> World:
+    """count -> load, where load runs only if count output rows > 0."""
+    return World(
         workflow(
             nodes=[
                 {"name": "count"},
@@ -384,23 +385,16 @@ def test_when_true_runs_the_node() -> None:
             ]
         )
     )
+
+
+def test_when_true_runs_the_node() -> None:
+    world = _load_when_rows()
     assert world.run(lambda i, a: Outcome(message='{"rows": "120"}')) is RunPhase.SUCCEEDED
     assert world.node("load").phase is S
 
 
 def test_when_that_fails_to_evaluate_fails_the_node_with_the_message() -> None:
-    world = World(
-        workflow(
-            nodes=[
-                {"name": "count"},
-                {
-                    "name": "load",
-                    "dependsOn": ["count"],
-                    "when": "int(nodes.count.outputs.rows) > 0",
-                },
-            ]
-        )
-    )
+    world = _load_when_rows()
     assert world.run() is RunPhase.FAILED
     assert (world.node("load").message or "").startswith("when: evaluating")
 

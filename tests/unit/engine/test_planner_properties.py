@@ -109,13 +109,7 @@ def test_random_runs_respect_dependencies_parallelism_and_terminate(
         assert again.status == world.status
         if world.phase is not None and world.phase.terminal:
             break
-        active = world.active_jobs()
-        if active:
-            for job in active:
-                world.finish_job(job, outcome(job.instance, job.attempt))
-        elif result.requeue_at is not None:
-            world.now = max(world.now, result.requeue_at)
-        else:
+        if not world.settle(result, outcome):
             raise AssertionError(f"run is stuck in {world.phase}: {world.phases()}")
     # A run always reaches a terminal phase once its Jobs terminate.
     assert world.phase is not None and world.phase.terminal
