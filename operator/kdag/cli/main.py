@@ -141,7 +141,8 @@ def _logs(cluster: Cluster, run_name: str, node: str) -> int:
     if not status or not status.get("attempt"):
         errors.print(f"error: node {node!r} of run {run_name} has not started")
         return 1
-    job = status.get("job") or names.job_name(run_name, node, int(status["attempt"]))
+    job = names.current_job(run_name, node, status.get("job"), int(status["attempt"]))
+    assert job is not None  # it has an attempt
     pod = cluster.pod_of_job(job)
     if pod is None:
         errors.print(f"error: Job {job} has no pod (yet, or any more)")

@@ -71,3 +71,11 @@ def label_value(text: str) -> str:
     """A valid label value (<= 63 chars, alphanumeric ends) that identifies `text`."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
     return shorten(cleaned or "x", exact=cleaned == text)
+
+
+def current_job(run: str, key: str, job: str | None, attempt: int | None) -> str | None:
+    """The Job of a node's current attempt: the one its status names, else (fan-out
+    instances keep it out of status) the deterministic name; None before its first attempt."""
+    if job or not attempt:
+        return job
+    return job_name(run, key, attempt)

@@ -595,9 +595,7 @@ class _Planner:
 
     def _job_of(self, key: str, ns: NodeStatus) -> str | None:
         """The Job of the node's current attempt (fan-out instances don't store it)."""
-        if ns.job or not ns.attempt:
-            return ns.job
-        return names.job_name(self.ctx.name, key, ns.attempt)
+        return names.current_job(self.ctx.name, key, ns.job, ns.attempt)
 
     # ----------------------------------------------------------------- templates and CEL
 

@@ -369,8 +369,9 @@ class Reconciler:
         for instance, node in (run.status.nodes or {}).items():
             if node.phase is not NodePhase.RUNNING or not node.attempt:
                 continue
-            # Fan-out instances leave their (derivable) Job name out of the status.
-            name = node.job or names.job_name(run.name, instance, node.attempt)
+            name = names.current_job(run.name, instance, node.job, node.attempt)
+            if name is None:
+                continue
             job = self._cache.job(key, name)
             if (
                 job is not None
