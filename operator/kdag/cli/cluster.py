@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 from kdag.api import GROUP, VERSION
 
@@ -40,6 +41,23 @@ class Cluster:
     def get_run(self, name: str) -> dict[str, Any]:
         obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, RUNS, name)
         return cast(dict[str, Any], obj)
+
+    def watch_run(self, name: str) -> Iterator[dict[str, Any]]:
+        """The run now, then again every time it changes (a watch, not polling)."""
+        while True:  # the API server ends a watch after a while: start another
+            stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                RUNS,
+                field_selector=f"metadata.name={name}",
+            )
+            for event in stream:
+                if event["type"] == "DELETED":
+                    raise RuntimeError(f"workflowrun {name} was deleted")
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    yield cast(dict[str, Any], event["object"])
 
     def patch_run(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         obj = self.custom.patch_namespaced_custom_object(

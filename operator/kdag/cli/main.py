@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,16 +82,15 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-def watch_run(cluster: Cluster, name: str, interval: float = 1.0) -> str:
-    """Redraw the run's tree until it reaches a terminal phase; return that phase."""
+def watch_run(cluster: Cluster, name: str) -> str:
+    """Redraw the run's tree on every change until it reaches a terminal phase; return it."""
     with Live(console=console, auto_refresh=False) as live:
-        while True:
-            run = cluster.get_run(name)
+        for run in cluster.watch_run(name):
             live.update(render_run(run, datetime.now(UTC)), refresh=True)
             phase = (run.get("status") or {}).get("phase")
             if phase and RunPhase(phase).terminal:
                 return str(phase)
-            time.sleep(interval)
+    raise AssertionError("unreachable: Cluster.watch_run only ends by raising")
 
 
 def _annotate(cluster: Cluster, run: str, key: str, value: str | None) -> None:
