@@ -73,8 +73,8 @@ say "Progress until the end"
 k -n "${NAMESPACE}" get workflowrun "${RUN}" -w &
 WATCH=$!
 k -n "${NAMESPACE}" wait --for=condition=Succeeded "workflowrun/${RUN}" --timeout=300s >/dev/null
-sleep 0.2 # let the watch print its last line; nothing depends on it
 kill "${WATCH}" 2>/dev/null || true; wait "${WATCH}" 2>/dev/null || true; WATCH=""
+k -n "${NAMESPACE}" get workflowrun "${RUN}"
 
 say "Done"
 "${BIN}/kubectl-kdag" -n "${NAMESPACE}" tree "${RUN}"
