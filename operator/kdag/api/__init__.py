@@ -1,6 +1,6 @@
 """kdag's API: pydantic models of the Workflow and WorkflowRun custom resources."""
 
-from kdag.api.base import API_VERSION, GROUP, VERSION
+from kdag.api.base import API_VERSION, GROUP, RUNS, VERSION, WORKFLOWS
 from kdag.api.common import Condition, ObjectMeta
 from kdag.api.run import (
     NodePhase,
@@ -31,7 +31,9 @@ from kdag.api.workflow import (
 __all__ = [
     "API_VERSION",
     "GROUP",
+    "RUNS",
     "VERSION",
+    "WORKFLOWS",
     "ApprovalSpec",
     "Condition",
     "EnvVar",

@@ -15,6 +15,9 @@ from pydantic.alias_generators import to_camel
 GROUP = "kdag.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+# Resource names (plurals) of the two kinds, as in API paths and RBAC rules.
+RUNS = "workflowruns"
+WORKFLOWS = "workflows"
 
 # DNS-1123 label: what a node name must be so it can become part of a Job name and label.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

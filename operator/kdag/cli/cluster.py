@@ -8,10 +8,7 @@ from typing import Any, cast
 
 from kubernetes import client, config, watch
 
-from kdag.api import GROUP, VERSION
-
-RUNS = "workflowruns"
-WORKFLOWS = "workflows"
+from kdag.api import GROUP, RUNS, VERSION, WORKFLOWS
 
 
 @dataclass

@@ -8,7 +8,9 @@ from typing import Any, Literal, cast
 import kopf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RUNS_RESOURCE = ("kdag.dev", "v1alpha1", "workflowruns")
+from kdag.api import GROUP, RUNS, VERSION
+
+RUNS_RESOURCE = (GROUP, VERSION, RUNS)
 JOBS_RESOURCE = ("batch", "v1", "jobs")
 PODS_RESOURCE = ("v1", "pods")
 # Server-side filters: the operator never receives (or holds) other Jobs and pods.

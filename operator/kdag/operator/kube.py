@@ -18,12 +18,10 @@ from urllib.parse import quote
 import kubernetes
 import urllib3
 
-from kdag.api import GROUP, VERSION
+from kdag.api import GROUP, RUNS, VERSION, WORKFLOWS
 
 logger = logging.getLogger(__name__)
 
-RUNS = "workflowruns"
-WORKFLOWS = "workflows"
 MERGE_PATCH = "application/merge-patch+json"
 # Short requests only; watches are kopf's. A hung request must not hold a worker forever.
 REQUEST_TIMEOUT = (5.0, 30.0)

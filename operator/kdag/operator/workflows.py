@@ -30,7 +30,7 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
-from kdag.api import GROUP, VERSION, RunPhase, ScheduleSpec, WorkflowSpec
+from kdag.api import GROUP, VERSION, WORKFLOWS, RunPhase, ScheduleSpec, WorkflowSpec
 from kdag.engine.problems import describe
 from kdag.engine.schedule import (
     CronSchedule,
@@ -55,7 +55,7 @@ from kdag.operator.workflow_api import WorkflowApi
 
 logger = logging.getLogger(__name__)
 
-WORKFLOWS_RESOURCE = (GROUP, VERSION, "workflows")
+WORKFLOWS_RESOURCE = (GROUP, VERSION, WORKFLOWS)
 DELETED = "DELETED"
 CONDITION_VALID = "Valid"
 CONDITION_SCHEDULED = "Scheduled"
