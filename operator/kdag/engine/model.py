@@ -29,6 +29,28 @@ MANAGED_BY = "kdag"
 ANNOTATION_INSTANCE = "kdag.dev/node-instance"
 ANNOTATION_READY_AT = "kdag.dev/ready-at"
 
+SERVICE_ACCOUNT_USER = "system:serviceaccount"
+
+
+@dataclass(frozen=True)
+class ServiceAccountRef:
+    """A ServiceAccount by namespace and name: the operator's own, which no node may use."""
+
+    namespace: str
+    name: str
+
+    @classmethod
+    def from_username(cls, username: str) -> ServiceAccountRef | None:
+        """The account behind `system:serviceaccount:<namespace>:<name>`; None for any other
+        user (an admin's or developer's kubeconfig has no ServiceAccount to protect)."""
+        parts = username.split(":")
+        if len(parts) != 4 or ":".join(parts[:2]) != SERVICE_ACCOUNT_USER or not all(parts):
+            return None
+        return cls(namespace=parts[2], name=parts[3])
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
 
 @dataclass(frozen=True)
 class RunContext:

@@ -2,12 +2,15 @@
 
 The API server's schema and CEL rules reject what they cheaply can; this catches the rest
 (cycles, template references, CEL syntax, quantities, sizes) before any Job is created.
+What depends on where the run is and who the operator is (a node borrowing the operator's
+own ServiceAccount) is checked separately, by `borrowed_account_problems`.
 """
 
 from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from croniter import croniter
 
@@ -15,6 +18,7 @@ from kdag.api import NodeSpec, WorkflowSpec
 from kdag.engine import conditions, templating
 from kdag.engine.defaults import effective_node
 from kdag.engine.graph import build_graph, structure_problems
+from kdag.engine.model import ServiceAccountRef
 from kdag.engine.problems import Problem
 from kdag.engine.quantities import is_quantity
 
@@ -99,6 +103,73 @@ def _node_problems(where: str, section: str, raw: NodeSpec, node: NodeSpec) -> I
             f"{where}.podTemplate.containers",
             "set image, command, args, env and resources on the node instead",
         )
+
+
+# The pod fields naming its ServiceAccount, as the API server reads them: the deprecated
+# `serviceAccount` counts only when `serviceAccountName` is empty; neither means "default".
+_ACCOUNT_FIELDS = ("serviceAccountName", "serviceAccount")
+DEFAULT_SERVICE_ACCOUNT = "default"
+
+
+def pod_service_account(pod_spec: Mapping[str, Any] | None) -> tuple[str, str | None]:
+    """The ServiceAccount a pod with this (partial) spec runs as, and the field naming it
+    (None: no field does, so the namespace's `default`)."""
+    for field in _ACCOUNT_FIELDS:
+        value = (pod_spec or {}).get(field)
+        if isinstance(value, str) and value:
+            return value, field
+    return DEFAULT_SERVICE_ACCOUNT, None
+
+
+def runs_as(account: ServiceAccountRef, namespace: str, pod_spec: Mapping[str, Any] | None) -> bool:
+    """Whether a pod with this spec, in `namespace`, would run as (and get the token of)
+    `account`."""
+    return namespace == account.namespace and pod_service_account(pod_spec)[0] == account.name
+
+
+def borrowed_account_problems(
+    workflow: WorkflowSpec, namespace: str, operator_account: ServiceAccountRef | None
+) -> list[Problem]:
+    """Nodes whose pods, run in `namespace`, would run as the operator's own ServiceAccount
+    and so hold its token: a privilege escalation for whoever may create runs there.
+
+    Only the operator's namespace can hold that account; elsewhere an account of the same
+    name is somebody else's. Each problem names the field to change: the node's, the
+    workflow defaults' (once, however many nodes inherit it), or, when nothing names an
+    account and the operator itself runs as `default`, the node's unset one.
+    """
+    if operator_account is None or namespace != operator_account.namespace:
+        return []
+    defaults = (workflow.defaults.pod_template if workflow.defaults else None) or {}
+    mine = f"the operator's own ServiceAccount ({operator_account})"
+    problems: set[Problem] = set()
+    for section, nodes in (("nodes", workflow.nodes), ("finally", workflow.finally_nodes)):
+        for node in nodes:
+            if node.approval is not None:
+                continue  # a gate runs no pod
+            own = node.pod_template or {}
+            # Top-level keys merge as `effective_node` merges them: the node's own wins.
+            account, field = pod_service_account({**defaults, **own})
+            if account != operator_account.name:
+                continue
+            if field is None:
+                problems.add(
+                    Problem(
+                        f"{section}[{node.name}].podTemplate.serviceAccountName",
+                        f"not set, so the pod would run as {account!r}, which is {mine}: "
+                        "name another ServiceAccount here or in defaults.podTemplate",
+                    )
+                )
+                continue
+            where = f"{section}[{node.name}]" if field in own else "defaults"
+            problems.add(
+                Problem(
+                    f"{where}.podTemplate.{field}",
+                    f"{account!r} is {mine}: a node may not run with the operator's "
+                    "permissions; name another ServiceAccount",
+                )
+            )
+    return sorted(problems)
 
 
 def _camel(name: str) -> str:

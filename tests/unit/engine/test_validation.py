@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from kdag.api import WorkflowSpec
-from kdag.engine.validation import resolve_params, validate_workflow
+from kdag.engine.model import ServiceAccountRef
+from kdag.engine.validation import (
+    borrowed_account_problems,
+    pod_service_account,
+    resolve_params,
+    validate_workflow,
+)
 
 
 def _problems(**spec: Any) -> list[str]:
@@ -172,3 +178,133 @@ def test_run_params_use_defaults_and_reject_unknown_or_missing_ones() -> None:
     assert [str(p) for p in problems] == [
         "spec.params.env: required param not set (it has no default)"
     ]
+
+
+# -- the operator's own ServiceAccount (a run in its namespace must not borrow it)
+
+OPERATOR = ServiceAccountRef("kdag-system", "kdag")
+OPERATOR_AS_DEFAULT = ServiceAccountRef("kdag-system", "default")
+MINE = "is the operator's own ServiceAccount (kdag-system/kdag)"
+
+
+def _borrowing(
+    account: ServiceAccountRef | None, namespace: str = "kdag-system", **spec: Any
+) -> list[str]:
+    spec.setdefault("defaults", {"image": "busybox"})
+    workflow = WorkflowSpec.model_validate(spec)
+    return [str(p) for p in borrowed_account_problems(workflow, namespace, account)]
+
+
+def _pod(account: str) -> dict[str, Any]:
+    return {"podTemplate": {"serviceAccountName": account}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param(
+            {"nodes": [{"name": "a", **_pod("kdag")}]},
+            ["nodes[a].podTemplate.serviceAccountName: 'kdag' " + MINE],
+            id="named by the node",
+        ),
+        pytest.param(
+            {
+                "defaults": {"image": "busybox", **_pod("kdag")},
+                "nodes": [{"name": "a"}, {"name": "b", "dependsOn": ["a"]}],
+            },
+            ["defaults.podTemplate.serviceAccountName: 'kdag' " + MINE],
+            id="named by the defaults, reported once",
+        ),
+        pytest.param(
+            {
+                "defaults": {"image": "busybox", **_pod("loader")},
+                "nodes": [{"name": "a"}, {"name": "b", **_pod("kdag")}],
+            },
+            ["nodes[b].podTemplate.serviceAccountName: 'kdag' " + MINE],
+            id="a node overriding harmless defaults",
+        ),
+        pytest.param(
+            {"nodes": [{"name": "a", "podTemplate": {"serviceAccount": "kdag"}}]},
+            ["nodes[a].podTemplate.serviceAccount: 'kdag' " + MINE],
+            id="the deprecated serviceAccount alias",
+        ),
+        pytest.param(
+            {
+                "defaults": {"image": "busybox", "podTemplate": {"serviceAccount": "kdag"}},
+                "nodes": [{"name": "a", **_pod("")}],
+            },
+            ["defaults.podTemplate.serviceAccount: 'kdag' " + MINE],
+            id="an empty serviceAccountName leaves the alias in force",
+        ),
+        pytest.param(
+            {"nodes": [{"name": "a"}], "finally": [{"name": "f", **_pod("kdag")}]},
+            ["finally[f].podTemplate.serviceAccountName: 'kdag' " + MINE],
+            id="a finally node",
+        ),
+    ],
+)
+def test_run_naming_the_operators_service_account_is_invalid(
+    spec: dict[str, Any], expected: list[str]
+) -> None:
+    problems = _borrowing(OPERATOR, **spec)
+    assert [p[: len(e)] for p, e in zip(problems, expected, strict=True)] == expected, problems
+
+
+@pytest.mark.parametrize(
+    ("account", "namespace", "spec"),
+    [
+        pytest.param(
+            OPERATOR, "team-a", {"nodes": [{"name": "a", **_pod("kdag")}]}, id="another namespace"
+        ),
+        pytest.param(
+            None, "kdag-system", {"nodes": [{"name": "a", **_pod("kdag")}]}, id="no account"
+        ),
+        pytest.param(
+            OPERATOR,
+            "kdag-system",
+            {
+                "defaults": {"image": "busybox", **_pod("kdag")},
+                "nodes": [{"name": "a", **_pod("x")}],
+            },
+            id="every node overrides the defaults",
+        ),
+        pytest.param(
+            OPERATOR,
+            "kdag-system",
+            {"nodes": [{"name": "a"}, {"name": "g", "approval": {}, **_pod("kdag")}]},
+            id="an approval gate runs no pod",
+        ),
+        pytest.param(OPERATOR, "kdag-system", {"nodes": [{"name": "a"}]}, id="unset, not default"),
+    ],
+)
+def test_runs_that_do_not_borrow_the_operators_service_account_are_fine(
+    account: ServiceAccountRef | None, namespace: str, spec: dict[str, Any]
+) -> None:
+    assert _borrowing(account, namespace, **spec) == []
+
+
+def test_run_without_service_account_is_invalid_where_the_operator_runs_as_default() -> None:
+    spec = {"nodes": [{"name": "a"}, {"name": "b", **_pod("loader")}]}
+    assert _borrowing(OPERATOR_AS_DEFAULT, **spec) == [
+        "nodes[a].podTemplate.serviceAccountName: not set, so the pod would run as 'default', "
+        "which is the operator's own ServiceAccount (kdag-system/default): name another "
+        "ServiceAccount here or in defaults.podTemplate"
+    ]
+    assert _borrowing(OPERATOR_AS_DEFAULT, "team-a", **spec) == []
+
+
+@pytest.mark.parametrize(
+    ("pod_spec", "expected"),
+    [
+        (None, ("default", None)),
+        ({}, ("default", None)),
+        ({"serviceAccountName": ""}, ("default", None)),
+        ({"serviceAccountName": "a", "serviceAccount": "b"}, ("a", "serviceAccountName")),
+        ({"serviceAccountName": "", "serviceAccount": "b"}, ("b", "serviceAccount")),
+        ({"serviceAccountName": 7}, ("default", None)),  # the API server refuses it anyway
+    ],
+)
+def test_a_pod_runs_as_the_account_the_api_server_would_read(
+    pod_spec: dict[str, Any] | None, expected: tuple[str, str | None]
+) -> None:
+    assert pod_service_account(pod_spec) == expected
