@@ -150,23 +150,43 @@ def test_a_node_without_pod_template_runs_as_the_namespace_default_service_accou
     assert pod["serviceAccountName"] != env.release.service_account
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the operator does not refuse a podTemplate naming its own ServiceAccount: a run in "
-    "the operator's namespace gets pods holding the operator's token (see docs/faults.md)",
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        ("node", "nodes[a].podTemplate.serviceAccountName"),
+        # The deprecated alias, which the API server still honours.
+        ("defaults", "defaults.podTemplate.serviceAccount"),
+    ],
 )
-def test_a_workflow_cannot_borrow_the_operators_own_service_account(env: Env) -> None:
+def test_a_workflow_cannot_borrow_the_operators_own_service_account(
+    env: Env, where: str, field: str
+) -> None:
     # With the default (cluster-wide) install the operator serves its own namespace too,
     # where its ServiceAccount lives: anyone who may create runs there must not get its token.
     namespace, account = env.release.namespace, env.release.service_account
-    nodes = [{"name": "a", "podTemplate": {"serviceAccountName": account}}]
-    apply(namespace, workflow("borrow", nodes))
-    run = create(namespace, run_of("borrow"))
+    template = {"podTemplate": {field.rsplit(".", 1)[1]: account}}
+    node, defaults = (
+        ({"name": "a", **template}, {}) if where == "node" else ({"name": "a"}, template)
+    )
+    apply(namespace, workflow(f"borrow-{where}", [node], defaults=defaults))
+    run = create(namespace, run_of(f"borrow-{where}"))
     done = wait_phase(namespace, run, "Succeeded", "Failed", "Invalid", timeout=240)
-    used = [j["spec"]["template"]["spec"].get("serviceAccountName") for j in jobs(namespace, run)]
-    assert account not in used, f"a Job of {run} runs as the operator: {done}"
-    assert done["phase"] in ("Failed", "Invalid")
-    assert account in done.get("message", "")
+    created = [j["metadata"]["name"] for j in jobs(namespace, run)]
+    assert not created, f"{run} created Jobs in the operator's namespace: {created}"
+    assert done["phase"] == "Invalid", done
+    assert f"{field}: '{account}' is the operator's own ServiceAccount" in done["message"], done
+    assert f"({namespace}/{account})" in done["message"], done
+
+
+def test_an_account_named_like_the_operators_in_another_namespace_is_usable(env: Env) -> None:
+    account = env.release.service_account
+    kubectl("create", "serviceaccount", account, "-n", env.namespace)
+    nodes = [{"name": "a", "podTemplate": {"serviceAccountName": account}}]
+    apply(env.namespace, workflow("namesake", nodes))
+    run = create(env.namespace, run_of("namesake"))
+    wait_phase(env.namespace, run, "Succeeded", timeout=240)
+    pod = _pod_spec(env.namespace, f"{run}-a-1")
+    assert pod["serviceAccountName"] == account  # env.namespace's own account of that name
 
 
 ESCALATIONS = [

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from kdag.operator.cache import Cache
 from kdag.operator.config import OperatorConfig
 from kdag.operator.events import EventPoster
+from kdag.operator.identity import GuardedKubeClient, own_service_account
 from kdag.operator.kube import KubeClient, load_client_configuration
 from kdag.operator.metrics import Metrics
 from kdag.operator.reconciler import Reconciler
@@ -22,13 +23,20 @@ class Operator:
     reconciler: Reconciler
 
     @classmethod
-    def build(cls, config: OperatorConfig) -> Operator:
+    async def build(cls, config: OperatorConfig) -> Operator:
+        """The parts, wired; asks the API server once which ServiceAccount the operator runs
+        as, so that no run's pods may use it (`kdag.operator.identity`)."""
         metrics = Metrics()
-        kube = KubeClient(
+        kube = GuardedKubeClient(
             load_client_configuration(config.api_workers),
             metrics.observe_request,
             workers=config.api_workers,
         )
+        try:
+            kube.operator_account = await own_service_account(kube)
+        except BaseException:
+            kube.close()
+            raise
         cache = Cache()
         events = EventPoster(kube, metrics)
         reconciler = Reconciler(
@@ -37,6 +45,7 @@ class Operator:
             metrics,
             events,
             max_nodes=config.max_nodes,
+            operator_account=kube.operator_account,
             workers=config.reconcile_workers,
         )
         return cls(config, metrics, kube, cache, events, reconciler)

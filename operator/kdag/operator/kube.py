@@ -172,6 +172,17 @@ class KubeClient:
             raise KubeError(status, _status_reason(status), data.decode(errors="replace"))
         return json.loads(data) if data else {}
 
+    # -- who we are
+
+    async def username(self) -> str:
+        """The user the API server takes this client for (a SelfSubjectReview, which every
+        authenticated user may create), e.g. `system:serviceaccount:kdag-system:kdag`."""
+        path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        review = await self._request("create", "selfsubjectreviews", "POST", path, body=body)
+        assert review is not None
+        return str(((review.get("status") or {}).get("userInfo") or {}).get("username", ""))
+
     # -- jobs and pods
 
     async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import kdag.operator.handlers
 import kdag.operator.workflows  # noqa: F401
 from kdag.operator.app import Operator
 from kdag.operator.config import OperatorConfig, kopf_settings
+from kdag.operator.identity import IdentityError
 from kdag.operator.logs import configure_logging
 
 logger = logging.getLogger("kdag.operator")
@@ -114,7 +115,7 @@ def parse_config(argv: Sequence[str] | None = None) -> OperatorConfig:
 
 
 async def run(config: OperatorConfig) -> None:
-    app = Operator.build(config)
+    app = await Operator.build(config)
     app.start()
     logger.info(
         "kdag operator starting: %s, metrics on :%d",
@@ -139,7 +140,11 @@ async def run(config: OperatorConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_format, config.verbose)
-    asyncio.run(run(config))
+    try:
+        asyncio.run(run(config))
+    except IdentityError as exc:
+        logger.error("kdag operator not started: %s", exc)
+        return 1
     return 0
 
 

@@ -33,6 +33,7 @@ from kdag.engine.model import (
     Observed,
     PlanResult,
     RemoveAnnotations,
+    ServiceAccountRef,
 )
 from kdag.engine.planner import plan
 from kdag.engine.timeutil import parse_iso
@@ -82,10 +83,15 @@ def decide(
     workflow_problem: str | None,
     now: datetime,
     max_nodes: int,
+    operator_account: ServiceAccountRef | None = None,
 ) -> Decision:
     """Plan the run and diff the new status against the stored one (pure; runs in a thread)."""
     ctx = run_context(
-        run, workflow=workflow, workflow_problem=workflow_problem, max_nodes=max_nodes
+        run,
+        workflow=workflow,
+        workflow_problem=workflow_problem,
+        max_nodes=max_nodes,
+        operator_account=operator_account,
     )
     result = plan(ctx, run.status, observed, now)
     patch = merge_patch(body.get("status") or {}, result.status.to_wire())
@@ -135,6 +141,7 @@ class Reconciler:
         events: EventSink,
         *,
         max_nodes: int = 10_000,
+        operator_account: ServiceAccountRef | None = None,
         workers: int = 8,
         clock: Clock = utcnow,
         plan_in_thread: bool = True,
@@ -144,6 +151,7 @@ class Reconciler:
         self._metrics = metrics
         self._events = events
         self._max_nodes = max_nodes
+        self._operator_account = operator_account  # no run's pods may use it
         self._worker_count = workers
         self._clock = clock
         # One planning thread: planning is CPU-bound (the GIL serialises it anyway), and
@@ -281,7 +289,16 @@ class Reconciler:
         now = self._clock()
         began = time.perf_counter()
         decision = await self._in_planner(
-            lambda: decide(body, run, observed, workflow, workflow_problem, now, self._max_nodes)
+            lambda: decide(
+                body,
+                run,
+                observed,
+                workflow,
+                workflow_problem,
+                now,
+                self._max_nodes,
+                self._operator_account,
+            )
         )
         planned = time.perf_counter()
         await self._apply(key, body, decision, now)
