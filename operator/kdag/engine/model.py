@@ -94,6 +94,8 @@ class JobObservation:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     deleting: bool = False
+    # When the operator first saw the Job in this state (its clock, not the Job's).
+    seen_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -64,6 +65,15 @@ def retry_delay(backoff_seconds: int, factor: float, max_backoff: int, retry: in
     return float(min(backoff_seconds * factor ** (retry - 1), max_backoff))
 
 
+@dataclass(frozen=True)
+class Dependencies:
+    """How a template's dependencies stand in this pass."""
+
+    state: Literal["ready", "waiting", "blocked"]
+    blocker: str | None = None  # the node that blocks it
+    ready_since: datetime | None = None  # when the last of them was seen done
+
+
 class _Planner:
     def __init__(
         self, ctx: RunContext, status: WorkflowRunStatus, observed: Observed, now: datetime
@@ -84,6 +94,9 @@ class _Planner:
         self.start_failures = False
         # Jobs this plan asks to create: active, though not observed yet.
         self.creating: set[str] = set()
+        # When the operator saw the Jobs of nodes that succeeded in this pass finish: their
+        # dependents became ready then, not when this pass began (SPEC §8 measures from it).
+        self.done_seen: dict[str, datetime] = {}
         self.views: dict[str, dict[str, Any]] | None = None
         # Answers a rerun removes: ignored in this pass, gone from the run by the next one.
         self.consumed_answers: set[str] = set()
@@ -293,13 +306,13 @@ class _Planner:
     def _advance_template(self, name: str) -> None:
         # Dependencies come earlier in topological order, so their state is settled for
         # this pass: compute it once for all instances of the template.
-        deps: tuple[str, str | None] | None = None
+        deps: Dependencies | None = None
         for key in list(self.by_template[name]):
             if self.nodes[key].phase is NodePhase.PENDING and deps is None:
                 deps = self._dependency_state(name)
             self._advance(key, deps)
 
-    def _advance(self, key: str, deps: tuple[str, str | None] | None) -> None:
+    def _advance(self, key: str, deps: Dependencies | None) -> None:
         ns = self.nodes[key]
         if ns.phase is NodePhase.RUNNING:
             self._observe_job(key, ns)
@@ -313,9 +326,10 @@ class _Planner:
             assert deps is not None
             self._advance_pending(key, ns, deps)
 
-    def _dependency_state(self, name: str) -> tuple[str, str | None]:
-        """('ready' | 'waiting' | 'blocked', blocking node) for the template `name`."""
+    def _dependency_state(self, name: str) -> Dependencies:
+        """Whether the template `name` is ready, waiting or blocked (and by which node)."""
         waiting = False
+        last_done: datetime | None = None
         for dep in self.specs[name].dependencies:
             for key in self.by_template.get(dep, []):
                 ns = self.nodes[key]
@@ -323,17 +337,23 @@ class _Planner:
                     ns.phase is NodePhase.SKIPPED
                     and not (ns.skip_reason and ns.skip_reason.lets_dependents_run)
                 ):
-                    return "blocked", key
+                    return Dependencies("blocked", blocker=key)
                 if ns.phase is not NodePhase.SUCCEEDED and ns.phase is not NodePhase.SKIPPED:
                     waiting = True
-        return ("waiting", None) if waiting else ("ready", None)
+                seen = self.done_seen.get(key)
+                if seen is not None and (last_done is None or seen > last_done):
+                    last_done = seen
+        if waiting:
+            return Dependencies("waiting")
+        ready_since = min(last_done, self.now) if last_done is not None else self.now
+        return Dependencies("ready", ready_since=ready_since)
 
-    def _advance_pending(self, key: str, ns: NodeStatus, deps: tuple[str, str | None]) -> None:
+    def _advance_pending(self, key: str, ns: NodeStatus, deps: Dependencies) -> None:
         name = template_of(key)
-        state, blocker = deps
-        if state == "waiting":
+        if deps.state == "waiting":
             return
-        if state == "blocked":
+        if deps.state == "blocked":
+            blocker = deps.blocker
             assert blocker is not None
             self.views = None
             phase = self.nodes[blocker].phase
@@ -344,7 +364,7 @@ class _Planner:
             return
         spec = self.specs[name]
         if spec.for_each_from is not None and key == name:
-            self._expand(name)
+            self._expand(name, deps)
             return
         if spec.when is not None:
             try:
@@ -372,9 +392,9 @@ class _Planner:
             self._check_approval(key, ns)
             return
         ns.phase = NodePhase.QUEUED
-        ns.ready_at = to_iso_precise(self.now)
+        ns.ready_at = to_iso_precise(deps.ready_since or self.now)
 
-    def _expand(self, name: str) -> None:
+    def _expand(self, name: str, deps: Dependencies) -> None:
         """Fan out over the JSON array that forEachFrom renders to, now that it is known."""
         spec = self.specs[name]
         assert spec.for_each_from is not None
@@ -414,7 +434,7 @@ class _Planner:
         self.by_template[name] = keys
         self.views = None
         for key in keys:
-            self._advance_pending(key, self.nodes[key], ("ready", None))
+            self._advance_pending(key, self.nodes[key], deps)
 
     # ----------------------------------------------------------------- approvals
 
@@ -467,6 +487,8 @@ class _Planner:
             # Fan-out instances stay compact: thousands of them share one run object.
             ns.exit_code = exit_code if ns.index is None or exit_code else None
             self._finish_node(key, NodePhase.SUCCEEDED, note, finished_at=finished)
+            if job.seen_at is not None:
+                self.done_seen[key] = job.seen_at
             return
         timed_out = job.reason == "DeadlineExceeded"
         self._attempt_failed(

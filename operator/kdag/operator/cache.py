@@ -7,8 +7,9 @@ arriving after the answer to our own write must not roll the cache back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from kdag.engine.model import JobObservation, Observed
@@ -43,8 +44,15 @@ class RunJobs:
     primed: bool = False
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class Cache:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = _utcnow) -> None:
+        # Stamps when a Job was first seen in its state: a dependency is done when the
+        # operator learns it, which is where scheduling latency starts (SPEC §8).
+        self._clock = clock
         self._runs: dict[RunKey, dict[str, Any]] = {}
         self._jobs: dict[RunKey, RunJobs] = {}
         self._pods: dict[tuple[str, str], PodResult] = {}
@@ -105,6 +113,11 @@ class Cache:
             observed.resource_version, current.resource_version
         ):
             return key, False
+        if current is not None and current.observation.state is observed.observation.state:
+            seen_at = current.observation.seen_at
+        else:
+            seen_at = self._clock()
+        observed = replace(observed, observation=replace(observed.observation, seen_at=seen_at))
         jobs[observed.observation.name] = observed
         return key, current is None or current.observation != observed.observation
 

@@ -133,6 +133,7 @@ class World:
                 reason="DeadlineExceeded",
                 message="Job was active longer than specified deadline",
                 finished_at=self.now,
+                seen_at=self.now,
             )
         elif outcome.exit_code:
             updated = replace(
@@ -142,6 +143,7 @@ class World:
                 exit_code=outcome.exit_code,
                 termination_message=outcome.message,
                 finished_at=self.now,
+                seen_at=self.now,
             )
         else:
             updated = replace(
@@ -150,6 +152,7 @@ class World:
                 exit_code=0,
                 termination_message=outcome.message,
                 finished_at=self.now,
+                seen_at=self.now,
             )
         self.jobs[job.name] = updated
 

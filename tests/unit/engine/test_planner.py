@@ -7,8 +7,9 @@ import json
 import pytest
 
 from kdag.api import NodePhase, RunPhase, SkipReason
-from kdag.engine.model import DeleteJob, RemoveAnnotations
+from kdag.engine.model import ANNOTATION_READY_AT, DeleteJob, RemoveAnnotations
 from kdag.engine.planner import retry_delay
+from kdag.engine.timeutil import to_iso_precise
 from tests.unit.engine.sim import FAIL, OK, TIMEOUT, Outcome, World, chain, workflow
 
 S = NodePhase.SUCCEEDED
@@ -54,6 +55,45 @@ def test_diamond_starts_both_branches_then_joins() -> None:
     world.finish("right")
     world.step()
     assert world.active_instances() == ["bottom"]
+
+
+def test_dependent_is_ready_from_when_its_dependency_was_seen_done() -> None:
+    # Scheduling latency (SPEC §8) starts when the operator learns the dependency is done,
+    # not when the pass that acts on it begins: the wait for that pass counts.
+    world = World(workflow(nodes=chain("a", "b")))
+    world.step()
+    world.finish("a")
+    seen = world.now
+    world.advance(2.5)
+    world.step()
+    assert ready_at_of(world, "b") == to_iso_precise(seen)
+
+
+def test_dependent_of_a_fan_out_is_ready_from_its_last_instance_seen_done() -> None:
+    world = World(
+        workflow(
+            nodes=[{"name": "fan", "forEach": ["x", "y"]}, {"name": "join", "dependsOn": ["fan"]}]
+        )
+    )
+    world.step()
+    world.finish("fan[x]")
+    world.advance(1)
+    world.finish("fan[y]")
+    last = world.now
+    world.advance(3)
+    world.step()
+    assert ready_at_of(world, "join") == to_iso_precise(last)
+
+
+def test_node_ready_without_a_job_event_is_ready_from_the_pass() -> None:
+    world = World(workflow(nodes=[{"name": "a", "when": "true"}]))
+    world.step()
+    assert ready_at_of(world, "a") == to_iso_precise(world.now)
+
+
+def ready_at_of(world: World, instance: str) -> str:
+    (create,) = [c for c in world.created if c.instance == instance]
+    return str(create.manifest["metadata"]["annotations"][ANNOTATION_READY_AT])
 
 
 def test_node_never_starts_before_its_dependencies_succeed() -> None:

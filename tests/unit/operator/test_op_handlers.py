@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -110,3 +111,16 @@ def test_pod_results_are_stored_and_wake_the_run_only_if_its_job_already_finishe
     a2.reconciler.enqueued.clear()
     handle_pod_event(a2, "MODIFIED", pod(2))
     assert a2.reconciler.enqueued == [("ns", "r1")]
+
+
+def test_a_job_is_stamped_with_when_the_operator_first_saw_it_in_its_state() -> None:
+    moments = iter(datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC) for s in range(10))
+    a = SimpleNamespace(cache=Cache(clock=lambda: next(moments)), reconciler=Queue())
+    key = ("ns", "r1")
+    handle_job_event(a, "ADDED", job("5"))
+    handle_job_event(a, "MODIFIED", job("6"))  # same state: the first sighting stands
+    assert a.cache.job(key, "r1-a-1").observation.seen_at.second == 0
+    handle_job_event(a, "MODIFIED", job("7", conditions=[{"type": "Complete", "status": "True"}]))
+    handle_job_event(a, "MODIFIED", job("8", conditions=[{"type": "Complete", "status": "True"}]))
+    assert a.cache.job(key, "r1-a-1").observation.seen_at.second == 1  # the next reading
+    assert a.reconciler.enqueued == [key, key]
