@@ -47,6 +47,7 @@ class Operator:
             max_nodes=config.max_nodes,
             operator_account=kube.operator_account,
             workers=config.reconcile_workers,
+            resync_seconds=config.resync_seconds,
         )
         return cls(config, metrics, kube, cache, events, reconciler)
 

@@ -146,6 +146,36 @@ class Cache:
         self._forget_pods(observed.namespace, name)
         return key
 
+    def resync_jobs(
+        self, key: RunKey, listed: list[dict[str, Any]], list_version: str
+    ) -> list[str]:
+        """Bring the run's Jobs in line with a LIST read at `list_version`; return the names
+        of the cached Jobs it dropped.
+
+        A restarted watch replays what exists, never what was deleted while it was down. A
+        cached Job that the list does not show is dropped only if the list is at least as new
+        as the cached copy: one created after the list was read must stay.
+        """
+        for job in listed:
+            self.put_job(job)
+        run_jobs = self._jobs.get(key)
+        if run_jobs is None:
+            return []
+        shown = {str((job.get("metadata") or {}).get("name", "")) for job in listed}
+        gone = [
+            name
+            for name, job in run_jobs.jobs.items()
+            if name not in shown
+            and job.uid  # not a Job that could not be created (no API object)
+            and job.resource_version
+            and list_version
+            and is_newer(list_version, job.resource_version)
+        ]
+        for name in gone:
+            del run_jobs.jobs[name]
+            self._forget_pods(key[0], name)
+        return gone
+
     def job(self, key: RunKey, name: str) -> ObservedJob | None:
         run_jobs = self._jobs.get(key)
         return run_jobs.jobs.get(name) if run_jobs else None

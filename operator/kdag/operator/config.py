@@ -70,6 +70,12 @@ class OperatorConfig(BaseModel):
     )
     reconcile_workers: int = Field(default=8, ge=1, description="Runs reconciled concurrently.")
     api_workers: int = Field(default=16, ge=1, description="Concurrent Kubernetes API requests.")
+    resync_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="How often active runs and their Jobs are re-read from the API, to catch "
+        "deletions a watch missed while it was down; 0 never.",
+    )
     watch_server_timeout: int = Field(
         default=300, ge=10, description="Seconds before the API server ends a watch request."
     )

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -60,6 +61,14 @@ class KubeError(Exception):
         return self.status in (0, 408, 429) or self.status >= 500
 
 
+@dataclass(frozen=True)
+class Listing:
+    """The items of a LIST and the resourceVersion they were read at."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+
+
 class KubeApi(Protocol):
     """The API calls the reconciler makes; every method raises KubeError on failure."""
 
@@ -71,7 +80,11 @@ class KubeApi(Protocol):
 
     async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
 
+    async def snapshot_jobs(self, namespace: str, selector: str) -> Listing: ...
+
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+
+    async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
@@ -202,16 +215,19 @@ class KubeClient:
         return result is not None
 
     async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return (await self.snapshot_jobs(namespace, selector)).items
+
+    async def snapshot_jobs(self, namespace: str, selector: str) -> Listing:
         path = f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs"
         return await self._list("jobs", path, selector)
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         path = f"/api/v1/namespaces/{_q(namespace)}/pods"
-        return await self._list("pods", path, selector)
+        return (await self._list("pods", path, selector)).items
 
-    async def _list(self, resource: str, path: str, selector: str) -> list[dict[str, Any]]:
+    async def _list(self, resource: str, path: str, selector: str) -> Listing:
         items: list[dict[str, Any]] = []
-        token = ""
+        token = version = ""
         while True:
             query = [("labelSelector", selector), ("limit", "500")]
             if token:
@@ -219,15 +235,22 @@ class KubeClient:
             page = await self._request("list", resource, "GET", path, query=query)
             assert page is not None
             items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue") or ""
+            meta = page.get("metadata") or {}
+            # Every page of a paginated list is read at the first page's resourceVersion.
+            version = version or str(meta.get("resourceVersion", ""))
+            token = meta.get("continue") or ""
             if not token:
-                return items
+                return Listing(items, version)
 
     # -- kdag objects
 
     def _kdag_path(self, namespace: str, plural: str, name: str = "") -> str:
         base = f"/apis/{GROUP}/{VERSION}/namespaces/{_q(namespace)}/{plural}"
         return f"{base}/{_q(name)}" if name else base
+
+    async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        path = self._kdag_path(namespace, RUNS, name)
+        return await self._request("get", RUNS, "GET", path, allow=(404,))
 
     async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
         path = self._kdag_path(namespace, WORKFLOWS, name)

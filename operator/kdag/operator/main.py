@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("MAX_NODES", "10000") or 10000),
         help="most nodes (after fan-out) a run may have; default 10000",
     )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=float(_env("RESYNC_SECONDS", "300") or 300),
+        help="re-read active runs and their Jobs this often, to catch deletions a watch "
+        "missed while it was down; 0 never; default 300",
+    )
     return parser
 
 
@@ -109,6 +116,7 @@ def parse_config(argv: Sequence[str] | None = None) -> OperatorConfig:
             log_format=args.log_format,
             verbose=args.verbose,
             max_nodes=args.max_nodes,
+            resync_seconds=args.resync_seconds,
         )
     except ValidationError as exc:
         parser.error("; ".join(str(e["msg"]) for e in exc.errors()))

@@ -25,6 +25,7 @@ from kdag.api import NodePhase, RunPhase, WorkflowRunStatus, WorkflowSpec
 from kdag.engine import names
 from kdag.engine.model import (
     ANNOTATION_READY_AT,
+    LABEL_RUN,
     CreateJob,
     DeleteJob,
     EmitEvent,
@@ -143,6 +144,7 @@ class Reconciler:
         max_nodes: int = 10_000,
         operator_account: ServiceAccountRef | None = None,
         workers: int = 8,
+        resync_seconds: float = 0.0,
         clock: Clock = utcnow,
         plan_in_thread: bool = True,
     ) -> None:
@@ -153,6 +155,7 @@ class Reconciler:
         self._max_nodes = max_nodes
         self._operator_account = operator_account  # no run's pods may use it
         self._worker_count = workers
+        self._resync_seconds = resync_seconds
         self._clock = clock
         # One planning thread: planning is CPU-bound (the GIL serialises it anyway), and
         # keeping it off the event loop keeps watches and API answers flowing meanwhile.
@@ -202,6 +205,8 @@ class Reconciler:
             asyncio.create_task(self._work(), name=f"kdag-reconciler-{i}")
             for i in range(self._worker_count)
         ]
+        if self._resync_seconds > 0:
+            self._tasks.append(asyncio.create_task(self._resync_forever(), name="kdag-resync"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -224,6 +229,45 @@ class Reconciler:
                 if key in self._dirty:
                     self._dirty.discard(key)
                     self.enqueue(key)
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._resync_seconds)  # a period, not a wait for a condition
+            for key in self._cache.run_keys():
+                try:
+                    await self.resync(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.warning(
+                        "resync of %s/%s failed: %s", *key, exc, extra={"run": "/".join(key)}
+                    )
+
+    async def resync(self, key: RunKey) -> None:
+        """Re-read an active run and its Jobs: a watch that restarts replays what exists but
+        not what was deleted while it was down, which would leave a node waiting on a Job
+        that is gone, or a deleted run in the cache."""
+        body = self._cache.run(key)
+        if body is None or is_settled(body):
+            return
+        found = await self._kube.get_run(*key)
+        if found is None:
+            logger.info("run %s/%s is gone (deleted while unwatched)", *key)
+            self._cache.remove_run(key)
+            self.forget(key)
+            return
+        self._cache.put_run(found)
+        if self._cache.is_primed(key):
+            listing = await self._kube.snapshot_jobs(key[0], f"{LABEL_RUN}={key[1]}")
+            gone = self._cache.resync_jobs(key, listing.items, listing.resource_version)
+            if gone:
+                logger.info(
+                    "Jobs %s of %s/%s were deleted while unwatched",
+                    ", ".join(gone),
+                    *key,
+                    extra={"run": "/".join(key)},
+                )
+        self.enqueue(key)
 
     async def reconcile_safely(self, key: RunKey) -> None:
         """One pass; a failure is logged, counted and retried with backoff, never raised."""
@@ -353,7 +397,7 @@ class Reconciler:
     async def _prime(self, key: RunKey, run: ParsedRun) -> None:
         """List the run's Jobs and pods once: the planner must see every Job that exists,
         or it would take a Job the watch has not shown yet for one deleted by hand."""
-        selector = f"kdag.dev/run={run.name}"
+        selector = f"{LABEL_RUN}={run.name}"
         jobs, pods = await asyncio.gather(
             self._kube.list_jobs(run.namespace, selector),
             self._kube.list_pods(run.namespace, selector),

@@ -13,7 +13,7 @@ import pytest
 
 from kdag.engine.model import EmitEvent
 from kdag.operator.cache import Cache
-from kdag.operator.kube import KubeError
+from kdag.operator.kube import KubeError, Listing
 from kdag.operator.metrics import Metrics
 from kdag.operator.reconciler import Reconciler
 from kdag.operator.status_patch import apply_merge_patch
@@ -126,6 +126,9 @@ class FakeKube:
             if ns == namespace and j["metadata"]["labels"].get(label) == value
         ]
 
+    async def snapshot_jobs(self, namespace: str, selector: str) -> Listing:
+        return Listing(await self.list_jobs(namespace, selector), str(self._rv))
+
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append(("list_pods", selector))
         label, value = selector.split("=")
@@ -134,6 +137,11 @@ class FakeKube:
             for (ns, _), p in self.pods.items()
             if ns == namespace and p["metadata"]["labels"].get(label) == value
         ]
+
+    async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_run", name))
+        found = self.runs.get((namespace, name))
+        return copy.deepcopy(found) if found else None
 
     async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("get_workflow", name))
@@ -223,6 +231,9 @@ class Harness:
 
     def reconcile(self, key: tuple[str, str]) -> None:
         asyncio.run(self._reconcile(key))
+
+    def resync(self, key: tuple[str, str]) -> None:
+        asyncio.run(self.reconciler.resync(key))
 
     def reconcile_safely(self, key: tuple[str, str]) -> None:
         asyncio.run(self._reconcile(key, safely=True))

@@ -344,3 +344,38 @@ def test_the_status_we_wrote_is_not_parsed_again(
     h.reconcile(key)
     assert len(parsed) == 1  # a Job event: the run object is still the one we wrote
     assert h.status(key)["nodes"]["b"]["phase"] == "Running"
+
+
+def test_a_job_deleted_while_the_watch_was_down_fails_its_node_after_a_resync(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    del h.kube.jobs[("ns", "r1-a-1")]  # no DELETED event ever reaches the cache
+    h.reconcile(key)
+    assert h.status(key)["nodes"]["a"]["phase"] == "Running"  # the cache still shows it
+    h.resync(key)
+    h.reconcile(key)
+    node = h.status(key)["nodes"]["a"]
+    assert node["phase"] == "Failed"
+    assert "r1-a-1 was deleted before it finished" in node["message"]
+
+
+def test_a_resync_keeps_jobs_newer_than_its_list(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    version = h.cache.job(key, "r1-a-1").resource_version
+    older_list = str(int(version) - 1)  # read before the Job was created
+    assert h.cache.resync_jobs(key, [], older_list) == []
+    assert h.cache.job(key, "r1-a-1") is not None
+    assert h.cache.resync_jobs(key, [], version) == ["r1-a-1"]
+    assert h.cache.job(key, "r1-a-1") is None
+
+
+def test_a_run_deleted_while_the_watch_was_down_is_forgotten_after_a_resync(
+    h: Harness,
+) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    del h.kube.runs[key]
+    h.resync(key)
+    assert h.cache.run(key) is None
+    assert calls(h, "get_run") == [("get_run", "r1")]
