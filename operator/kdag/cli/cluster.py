@@ -19,9 +19,9 @@ class Cluster:
     namespace: str
 
     @classmethod
-    def connect(cls, context: str | None, namespace: str | None) -> Cluster:
-        config.load_kube_config(context=context)  # type: ignore[no-untyped-call]
-        contexts, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    def connect(cls, kubeconfig: str | None, context: str | None, namespace: str | None) -> Cluster:
+        config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        contexts, active = config.list_kube_config_contexts(kubeconfig)  # type: ignore[no-untyped-call]
         if context is not None:
             active = next((c for c in contexts if c["name"] == context), active)
         default_ns = (active or {}).get("context", {}).get("namespace") or "default"

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from kdag.api import Workflow, WorkflowRun
 from kdag.engine.problems import Problem
@@ -57,7 +58,8 @@ def lint_files(paths: list[Path], console: Console) -> int:
         try:
             documents += [(path, d) for d in yaml.safe_load_all(path.read_text()) if d]
         except (OSError, yaml.YAMLError) as exc:
-            console.print(f"[red]{path}[/]: {exc}", markup=True)
+            # Text, not markup: a YAML error quotes the brackets it choked on.
+            console.print(Text.assemble((str(path), "red"), f": {exc}"), soft_wrap=True)
             failed = True
     workflows = {}
     for _, doc in documents:
@@ -73,7 +75,9 @@ def lint_files(paths: list[Path], console: Console) -> int:
         )
         for problem in lint_document(doc, workflows):
             failed = True
-            console.print(f"{path}: {doc.get('kind')}/{name}: {problem}", markup=False)
+            # One line a problem, whatever the width, for grep and CI logs.
+            line = f"{path}: {doc.get('kind')}/{name}: {problem}"
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not failed:
         console.print(f"{len(documents)} document(s) valid")
     return 1 if failed else 0

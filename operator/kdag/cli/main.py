@@ -7,6 +7,10 @@ kubectl kdag suspend|resume|cancel|rerun RUN
 kubectl kdag logs RUN NODE            the log of the node's latest attempt
 kubectl kdag submit WORKFLOW -p k=v --watch
 kubectl kdag lint FILE...             offline validation with the engine's messages
+
+-n/--namespace, --context and --kubeconfig go before or after the command, as with kubectl.
+approve/reject refuse a node that is no gate of the run, or a gate already answered; rerun
+refuses an unfinished run and clears spec.cancel of a cancelled one.
 """
 
 from __future__ import annotations
@@ -16,35 +20,49 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from rich.console import Console
 from rich.live import Live
 
-from kdag.api import API_VERSION, RunPhase
+from kdag.api import API_VERSION, RunPhase, WorkflowRun
 from kdag.cli.cluster import Cluster
 from kdag.cli.lint import lint_files
 from kdag.cli.tree import render_run
 from kdag.engine import names
 from kdag.engine.model import APPROVE_PREFIX, REJECT_PREFIX, RERUN_ANNOTATION
+from kdag.engine.run_summary import short_list
 
 console = Console()
 errors = Console(stderr=True)
 
 
+def say(text: str, error: bool = False) -> None:
+    """One line as it is: no markup (`transform[eu]` is a node, not a style), no colouring,
+    and no wrapping at the terminal's width, so scripts and CI logs get it whole."""
+    (errors if error else console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl kdag", description=__doc__.split("\n")[0])
-    parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
-    parser.add_argument("--context", help="kubeconfig context to use")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _connection_options(parser, default=None)
+    # kubectl users put -n anywhere (`kubectl kdag tree RUN -n prod`), so every command takes
+    # the connection options too; SUPPRESS keeps a command's absent option from overwriting
+    # one given before the command.
+    connection = argparse.ArgumentParser(add_help=False)
+    _connection_options(connection, default=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = partial(commands.add_parser, parents=[connection])
 
-    tree = sub.add_parser("tree", help="show a run's nodes with live status")
+    tree = add("tree", help="show a run's nodes with live status")
     tree.add_argument("run")
     tree.add_argument("-w", "--watch", action="store_true", help="refresh until the run ends")
 
     for verb in ("approve", "reject"):
-        gate = sub.add_parser(verb, help=f"{verb} an approval gate as yourself")
+        gate = add(verb, help=f"{verb} an approval gate as yourself")
         gate.add_argument("run")
         gate.add_argument("node")
         if verb == "reject":
@@ -56,20 +74,30 @@ def _parser() -> argparse.ArgumentParser:
         ("cancel", "delete running Jobs, cancel the rest, run finally"),
         ("rerun", "rerun the failed, timed-out, cancelled and skipped nodes of a finished run"),
     ):
-        sub.add_parser(verb, help=text).add_argument("run")
+        add(verb, help=text).add_argument("run")
 
-    logs = sub.add_parser("logs", help="print the log of a node's latest attempt")
+    logs = add("logs", help="print the log of a node's latest attempt")
     logs.add_argument("run")
     logs.add_argument("node")
 
-    submit = sub.add_parser("submit", help="create a run of a workflow")
+    submit = add("submit", help="create a run of a workflow")
     submit.add_argument("workflow")
     submit.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     submit.add_argument("-w", "--watch", action="store_true", help="show progress until it ends")
 
-    lint = sub.add_parser("lint", help="validate Workflow/WorkflowRun files offline")
+    lint = add("lint", help="validate Workflow/WorkflowRun files offline")
     lint.add_argument("files", nargs="+", type=Path)
     return parser
+
+
+def _connection_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "-n", "--namespace", default=default, help="namespace (default: the context's)"
+    )
+    parser.add_argument("--context", default=default, help="kubeconfig context to use")
+    parser.add_argument(
+        "--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG)"
+    )
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -100,32 +128,33 @@ def _annotate(cluster: Cluster, run: str, key: str, value: str | None) -> None:
 def run_command(args: argparse.Namespace) -> int:
     if args.command == "lint":
         return lint_files(args.files, console)
-    cluster = Cluster.connect(args.context, args.namespace)
+    cluster = Cluster.connect(args.kubeconfig, args.context, args.namespace)
     command = args.command
     if command == "tree":
         if args.watch:
             return 0 if watch_run(cluster, args.run) == RunPhase.SUCCEEDED else 1
         console.print(render_run(cluster.get_run(args.run), datetime.now(UTC)))
         return 0
-    if command == "approve":
-        user = cluster.username()
-        _annotate(cluster, args.run, APPROVE_PREFIX + args.node, user)
-        console.print(f"workflowrun/{args.run}: gate {args.node} approved by {user}")
-        return 0
-    if command == "reject":
-        _annotate(cluster, args.run, REJECT_PREFIX + args.node, args.reason)
-        console.print(f"workflowrun/{args.run}: gate {args.node} rejected: {args.reason}")
+    if command in ("approve", "reject"):
+        problem = gate_problem(cluster.get_run(args.run), args.node)
+        if problem:
+            say(f"error: workflowrun {args.run}: {problem}", error=True)
+            return 1
+        if command == "approve":
+            user = cluster.username()
+            _annotate(cluster, args.run, APPROVE_PREFIX + args.node, user)
+            say(f"workflowrun/{args.run}: gate {args.node} approved by {user}")
+        else:
+            _annotate(cluster, args.run, REJECT_PREFIX + args.node, args.reason)
+            say(f"workflowrun/{args.run}: gate {args.node} rejected: {args.reason}")
         return 0
     if command in ("suspend", "resume", "cancel"):
         field = "cancel" if command == "cancel" else "suspend"
         cluster.patch_run(args.run, {"spec": {field: command != "resume"}})
-        console.print(f"workflowrun/{args.run}: {command} requested")
+        say(f"workflowrun/{args.run}: {command} requested")
         return 0
     if command == "rerun":
-        token = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        _annotate(cluster, args.run, RERUN_ANNOTATION, token)
-        console.print(f"workflowrun/{args.run}: rerun requested ({RERUN_ANNOTATION}={token})")
-        return 0
+        return _rerun(cluster, args.run)
     if command == "logs":
         return _logs(cluster, args.run, args.node)
     if command == "submit":
@@ -133,19 +162,90 @@ def run_command(args: argparse.Namespace) -> int:
     raise AssertionError(command)
 
 
-def _logs(cluster: Cluster, run_name: str, node: str) -> int:
-    run = cluster.get_run(run_name)
-    status = ((run.get("status") or {}).get("nodes") or {}).get(node)
-    if not status or not status.get("attempt"):
-        errors.print(f"error: node {node!r} of run {run_name} has not started")
+def _gates(run: WorkflowRun) -> list[str] | None:
+    """The approval gates of the run's snapshot; None before the run has started."""
+    if run.status is None or run.status.workflow is None:
+        return None
+    return [n.name for n in run.status.workflow.nodes if n.approval is not None]
+
+
+def gate_problem(raw: dict[str, Any], node: str) -> str | None:
+    """Why answering `node` of this run would do nothing, or None if the answer would count.
+
+    The operator ignores an answer to a node that is not a gate, and to a gate that has
+    already finished, so `kubectl annotate` "succeeds" and nothing happens: say so instead.
+    A run that has not started yet (no snapshot) may be answered ahead of time.
+    """
+    run = WorkflowRun.model_validate(raw)
+    gates = _gates(run)
+    if gates is None:
+        return None
+    if node not in gates:
+        return f"no approval gate {node!r} (gates: {short_list(gates) or 'none'})"
+    entry = ((run.status.nodes if run.status else None) or {}).get(node)
+    if entry is not None and entry.phase.terminal:
+        answer = f" ({entry.message})" if entry.message else ""
+        return f"gate {node} is already {entry.phase}{answer}; rerun the run to ask again"
+    return None
+
+
+def _rerun(cluster: Cluster, name: str) -> int:
+    """Annotate a finished run for a rerun; clear `spec.cancel`, which would cancel it again."""
+    run = cluster.get_run(name)
+    status = run.get("status") or {}
+    phase = status.get("phase")
+    if phase is None or not RunPhase(phase).terminal:
+        say(
+            f"error: workflowrun {name} is {phase or 'not started'}: only a finished run can be"
+            " rerun (cancel it first to stop it)",
+            error=True,
+        )
         return 1
-    job = names.current_job(run_name, node, status.get("job"), int(status["attempt"]))
+    if phase == RunPhase.INVALID:
+        say(f"error: workflowrun {name} is Invalid ({status.get('message')}): fix it", error=True)
+        return 1
+    token = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    patch: dict[str, Any] = {"metadata": {"annotations": {RERUN_ANNOTATION: token}}}
+    if (run.get("spec") or {}).get("cancel"):
+        patch["spec"] = {"cancel": False}
+    cluster.patch_run(name, patch)
+    cleared = ", spec.cancel cleared" if "spec" in patch else ""
+    say(f"workflowrun/{name}: rerun requested ({RERUN_ANNOTATION}={token}{cleared})")
+    return 0
+
+
+def _logs(cluster: Cluster, run_name: str, node: str) -> int:
+    run = WorkflowRun.model_validate(cluster.get_run(run_name))
+    nodes = (run.status.nodes if run.status else None) or {}
+    status = nodes.get(node)
+    where = f"node {node} of workflowrun {run_name}"
+    if status is None:
+        known = short_list(sorted(nodes)) or "none yet"
+        say(f"error: workflowrun {run_name} has no node {node!r} (nodes: {known})", error=True)
+        return 1
+    if not status.attempt:
+        gate = node in (_gates(run) or [])
+        why = "is an approval gate: it runs no container" if gate else "has not started"
+        say(f"error: {where} {why} ({status.phase})", error=True)
+        return 1
+    job = names.current_job(run_name, node, status.job, status.attempt)
     assert job is not None  # it has an attempt
     pod = cluster.pod_of_job(job)
     if pod is None:
-        errors.print(f"error: Job {job} has no pod (yet, or any more)")
+        say(f"error: Job {job} of {where} has no pod (yet, or any more)", error=True)
         return 1
-    console.print(cluster.pod_logs(pod), end="", markup=False, highlight=False)
+    try:
+        text = cluster.pod_logs(pod)
+    except ApiException as exc:
+        say(
+            f"error: cannot read the log of pod {pod} (Job {job}, attempt {status.attempt}):"
+            f" {exc.status} {exc.reason}: {_api_message(exc)}",
+            error=True,
+        )
+        return 1
+    # Verbatim: not through rich, which would wrap long lines and replace :emoji: codes.
+    sys.stdout.write(text)
+    sys.stdout.flush()
     return 0
 
 
@@ -159,7 +259,7 @@ def _submit(cluster: Cluster, workflow: str, params: dict[str, str], watch: bool
     }
     created = cluster.create_run(body)
     name = created["metadata"]["name"]
-    console.print(f"workflowrun/{name} created")
+    say(f"workflowrun/{name} created")
     if not watch:
         return 0
     phase = watch_run(cluster, name)
@@ -171,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_command(args)
     except ApiException as exc:
-        errors.print(f"error: {exc.status} {exc.reason}: {_api_message(exc)}")
+        say(f"error: {exc.status} {exc.reason}: {_api_message(exc)}", error=True)
         return 1
     except KeyboardInterrupt:
         return 130

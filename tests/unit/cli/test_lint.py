@@ -79,3 +79,20 @@ def test_unparseable_yaml_is_reported(tmp_path: Path) -> None:
     code, out = _lint(tmp_path, "kind: [unclosed")
     assert code == 1
     assert "wf.yaml" in out
+
+
+def test_each_problem_is_one_line_however_narrow_the_output(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(BAD)
+    console = Console(width=40, record=True, color_system=None)
+    assert lint_files([path], console) == 1
+    lines = console.export_text().splitlines()
+    assert (
+        f"{path}: Workflow/cyclic: spec.nodes[a].dependsOn: dependency cycle: a -> b -> a" in lines
+    )
+
+
+def test_a_yaml_error_is_quoted_as_it_is(tmp_path: Path) -> None:
+    code, out = _lint(tmp_path, "kind: [a] [b\n")
+    assert code == 1
+    assert "kind: [a] [b" in out  # not read as rich markup
