@@ -100,8 +100,8 @@ Never Secrets, ConfigMaps or any kind kdag does not manage.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Events on runs: phase changes, gates, failures.
+# Events on runs: phase changes, gates, failures; patch bumps the count of a repeated one.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 {{- end -}}

@@ -2,7 +2,10 @@
 
 Events are a courtesy to `kubectl describe`, not state: they are posted by a few background
 workers so a slow or throttled API never delays a Job, and dropped (and counted) when the
-backlog grows, rather than piling up in memory.
+backlog grows, rather than piling up in memory. Like client-go's event recorder, a repeat of
+an Event bumps the first one's count instead of adding another, and each run gets a burst of
+Events and then a trickle, so a fan-out of thousands failing at once cannot flood the API
+(every node's message is in the run's status anyway).
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from kdag.api import API_VERSION
 from kdag.engine.model import EmitEvent
@@ -25,6 +29,11 @@ logger = logging.getLogger(__name__)
 COMPONENT = "kdag-operator"
 MAX_MESSAGE = 1024
 MAX_BACKLOG = 2000
+# client-go's defaults: repeats within 10 minutes are one Event; 25 at once per object, then
+# one more every 5 minutes. kdag refills faster (runs are short-lived and busy).
+REPEAT_WINDOW = timedelta(minutes=10)
+BURST = 25
+REFILL_SECONDS = 10.0
 
 
 class EventSink(Protocol):
@@ -65,12 +74,92 @@ def event_body(
     }
 
 
+@dataclass
+class _Posted:
+    name: str
+    count: int
+    at: datetime
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Literal["create", "bump", "drop"]
+    name: str = ""  # the Event to bump
+    count: int = 1
+
+
+class EventCorrelator:
+    """Decides, per Event, whether to create it, bump an identical recent one, or drop it."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._posted: dict[tuple[str, ...], _Posted] = {}
+        self._buckets: dict[str, _Bucket] = {}
+
+    @staticmethod
+    def _key(body: Mapping[str, Any]) -> tuple[str, ...]:
+        obj = body.get("involvedObject") or {}
+        return (
+            str(obj.get("namespace", "")),
+            str(obj.get("uid", "")),
+            str(body.get("type", "")),
+            str(body.get("reason", "")),
+            str(body.get("message", "")),
+        )
+
+    def decide(self, body: Mapping[str, Any]) -> Verdict:
+        now = self._clock()
+        self._forget_older_than(now - REPEAT_WINDOW)
+        posted = self._posted.get(self._key(body))
+        if posted is not None:
+            posted.count += 1
+            posted.at = now
+            return Verdict("bump", posted.name, posted.count)
+        uid = str((body.get("involvedObject") or {}).get("uid", ""))
+        bucket = self._buckets.setdefault(uid, _Bucket(float(BURST), now))
+        elapsed = (now - bucket.at).total_seconds()
+        bucket.tokens = min(float(BURST), bucket.tokens + elapsed / REFILL_SECONDS)
+        bucket.at = now
+        if bucket.tokens < 1:
+            return Verdict("drop")
+        bucket.tokens -= 1
+        return Verdict("create")
+
+    def created(self, body: Mapping[str, Any], name: str) -> None:
+        self._posted[self._key(body)] = _Posted(name, 1, self._clock())
+
+    def _forget_older_than(self, cutoff: datetime) -> None:
+        if len(self._posted) > 1000 or len(self._buckets) > 1000:
+            self._posted = {k: p for k, p in self._posted.items() if p.at >= cutoff}
+            self._buckets = {u: b for u, b in self._buckets.items() if b.at >= cutoff}
+        else:
+            for key in [k for k, p in self._posted.items() if p.at < cutoff]:
+                del self._posted[key]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class EventPoster:
     """Posts Events from a bounded queue with a few workers."""
 
-    def __init__(self, kube: KubeApi, metrics: Metrics, workers: int = 2) -> None:
+    def __init__(
+        self,
+        kube: KubeApi,
+        metrics: Metrics,
+        workers: int = 2,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         self._kube = kube
         self._metrics = metrics
+        self._correlator = EventCorrelator(clock)
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(MAX_BACKLOG)
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,7 +184,7 @@ class EventPoster:
         while True:
             namespace, body = await self._queue.get()
             try:
-                await self._kube.create_event(namespace, body)
+                await self._send(namespace, body)
             except KubeError as exc:
                 # A namespace being deleted refuses events; nothing to retry there.
                 self._metrics.events_dropped.inc()
@@ -103,3 +192,20 @@ class EventPoster:
             except Exception:
                 self._metrics.events_dropped.inc()
                 logger.exception("event not posted")
+
+    async def _send(self, namespace: str, body: dict[str, Any]) -> None:
+        verdict = self._correlator.decide(body)
+        if verdict.action == "drop":
+            self._metrics.events_dropped.inc()
+            return
+        if verdict.action == "bump":
+            patch = {"count": verdict.count, "lastTimestamp": body["lastTimestamp"]}
+            try:
+                await self._kube.patch_event(namespace, verdict.name, patch)
+                return
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+                # The API server expired it (event TTL): start a new one.
+        created = await self._kube.create_event(namespace, body)
+        self._correlator.created(body, str((created.get("metadata") or {}).get("name", "")))

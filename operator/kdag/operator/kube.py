@@ -98,7 +98,9 @@ class KubeApi(Protocol):
 
     async def delete_run(self, namespace: str, name: str, uid: str) -> bool: ...
 
-    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None: ...
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def patch_event(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None: ...
 
 
 def load_client_configuration(pool_size: int) -> kubernetes.client.Configuration:
@@ -311,9 +313,15 @@ class KubeClient:
         result = await self._request("delete", RUNS, "DELETE", path, body=body, allow=(404, 409))
         return result is not None
 
-    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> dict[str, Any]:
         path = f"/api/v1/namespaces/{_q(namespace)}/events"
-        await self._request("create", "events", "POST", path, body=event)
+        created = await self._request("create", "events", "POST", path, body=event)
+        assert created is not None
+        return created
+
+    async def patch_event(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        path = f"/api/v1/namespaces/{_q(namespace)}/events/{_q(name)}"
+        await self._request("patch", "events", "PATCH", path, body=patch, content_type=MERGE_PATCH)
 
 
 def _q(segment: str) -> str:

@@ -175,8 +175,17 @@ class FakeKube:
         self.calls.append(("delete_run", name))
         return self.runs.pop((namespace, name), None) is not None
 
-    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
-        self.events.append(dict(event))
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        created = copy.deepcopy(dict(event))
+        prefix = event["metadata"].get("generateName", "")
+        created["metadata"]["name"] = f"{prefix}{len(self.events)}"
+        self.events.append(created)
+        return copy.deepcopy(created)
+
+    async def patch_event(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self.calls.append(("patch_event", name))
+        (event,) = [e for e in self.events if e["metadata"]["name"] == name]
+        event.update(copy.deepcopy(dict(patch)))
 
 
 class RecordingEvents:

@@ -94,8 +94,9 @@ class FakeApi:
         del self.runs[name]
         return True
 
-    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
+    async def create_event(self, namespace: str, event: Mapping[str, Any]) -> dict[str, Any]:
         self.events.append(dict(event))
+        return dict(event)
 
     def writes(self) -> list[tuple[str, str]]:
         return [c for c in self.calls if c[0] != "create_event"]
