@@ -38,9 +38,7 @@ image-lint: $(HADOLINT) ## lint images/operator/Dockerfile with hadolint
 image-check: ## without Docker: build the image's wheels and install them as the Dockerfile does
 	@bash hack/image-check.sh
 
-.PHONY: image
-image: ## docker build the operator image (needs a Docker engine)
-	docker build -f images/operator/Dockerfile -t $(IMAGE) .
+# `make image` is in hack/image.mk (docker build, or buildah where no Docker engine answers).
 
 .PHONY: kind-load
 kind-load: image ## load the operator image into the kind cluster $(KIND_CLUSTER)
