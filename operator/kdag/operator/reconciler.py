@@ -59,6 +59,10 @@ RETRY_MAX_SECONDS = 60.0
 # Timers fire a little late rather than early: the planner compares whole-second timestamps.
 TIMER_SLACK_SECONDS = 0.05
 CREATE_FAILED_REASON = "CreateFailed"
+# A run this large pauses after each status write for as long as the write took: every
+# write makes the API server decode, validate, store and send the whole object, so a
+# 5,000-node run could otherwise keep it busy with nothing but its own status.
+LARGE_RUN_NODES = 1000
 
 Clock = Callable[[], datetime]
 
@@ -168,6 +172,8 @@ class Reconciler:
         self._queued: set[RunKey] = set()
         self._busy: set[RunKey] = set()
         self._dirty: set[RunKey] = set()
+        self._cooldowns: dict[RunKey, asyncio.TimerHandle] = {}
+        self._last_write: dict[RunKey, float] = {}
         self._timers: dict[RunKey, tuple[datetime, asyncio.TimerHandle]] = {}
         self._failures: dict[RunKey, int] = {}
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
@@ -177,7 +183,7 @@ class Reconciler:
 
     def enqueue(self, key: RunKey) -> None:
         """Reconcile the run soon; merged with any pass already waiting or running."""
-        if key in self._busy:
+        if key in self._busy or key in self._cooldowns:
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
@@ -186,6 +192,7 @@ class Reconciler:
     def forget(self, key: RunKey) -> None:
         """The run is gone: drop its timers and bookkeeping."""
         self._cancel_timer(key)
+        self._cancel_cooldown(key)
         self._failures.pop(key, None)
         self._parsed.pop(key, None)
         self._dirty.discard(key)
@@ -198,7 +205,7 @@ class Reconciler:
 
     @property
     def idle(self) -> bool:
-        return not self._queued and not self._busy
+        return not self._queued and not self._busy and not self._cooldowns
 
     def start(self) -> None:
         self._tasks = [
@@ -214,6 +221,8 @@ class Reconciler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for key in list(self._timers):
             self._cancel_timer(key)
+        for key in list(self._cooldowns):
+            self._cancel_cooldown(key)
         if self._planner is not None:
             self._planner.shutdown(wait=False, cancel_futures=True)
 
@@ -226,9 +235,21 @@ class Reconciler:
                 await self.reconcile_safely(key)
             finally:
                 self._busy.discard(key)
-                if key in self._dirty:
+                pause = self._last_write.pop(key, 0.0)
+                if pause > 0:
+                    self._cooldowns[key] = asyncio.get_running_loop().call_later(
+                        pause, self._cooled_down, key
+                    )
+                elif key in self._dirty:
                     self._dirty.discard(key)
                     self.enqueue(key)
+
+    def _cooled_down(self, key: RunKey) -> None:
+        """A large run's pause after its status write is over: plan what arrived meanwhile."""
+        self._cooldowns.pop(key, None)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.enqueue(key)
 
     async def _resync_forever(self) -> None:
         while True:
@@ -468,6 +489,7 @@ class Reconciler:
                 raise outcome
         stored = body
         if decision.status_patch:
+            writing = time.perf_counter()
             try:
                 stored = await self._kube.patch_run_status(
                     run.namespace, run.name, {"status": decision.status_patch}
@@ -477,6 +499,8 @@ class Reconciler:
                     return  # deleted meanwhile; the watch's DELETED event cleans up
                 raise
             self._cache.put_run(stored)
+            if len(result.status.nodes or {}) > LARGE_RUN_NODES:
+                self._last_write[key] = time.perf_counter() - writing
             # The new status, already parsed, for the next pass (the planner never changes
             # the status it is given, so sharing it is safe).
             self._parsed[key] = (_resource_version(stored), replace(run, status=result.status))
@@ -635,6 +659,12 @@ class Reconciler:
     def _fire(self, key: RunKey) -> None:
         self._timers.pop(key, None)
         self.enqueue(key)
+
+    def _cancel_cooldown(self, key: RunKey) -> None:
+        self._last_write.pop(key, None)
+        handle = self._cooldowns.pop(key, None)
+        if handle is not None:
+            handle.cancel()
 
     def _cancel_timer(self, key: RunKey) -> None:
         timer = self._timers.pop(key, None)

@@ -37,6 +37,7 @@ class FakeKube:
         self.calls: list[tuple[str, ...]] = []
         self.status_patches: list[dict[str, Any]] = []
         self.fail_next: dict[str, KubeError] = {}
+        self.patch_seconds = 0.0  # how long a status write takes (a loaded API server)
         self._rv = 100
 
     def _next_rv(self) -> str:
@@ -153,6 +154,8 @@ class FakeKube:
     ) -> dict[str, Any]:
         self.calls.append(("patch_run_status", name))
         self._maybe_fail("patch_run_status")
+        if self.patch_seconds:
+            await asyncio.sleep(self.patch_seconds)
         self.status_patches.append(copy.deepcopy(dict(patch)))
         return self._patch(namespace, name, patch)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -379,3 +380,32 @@ def test_a_run_deleted_while_the_watch_was_down_is_forgotten_after_a_resync(
     h.resync(key)
     assert h.cache.run(key) is None
     assert calls(h, "get_run") == [("get_run", "r1")]
+
+
+@pytest.mark.parametrize("instances", [3, reconciler_module.LARGE_RUN_NODES + 1])
+def test_only_a_large_run_pauses_after_a_status_write_for_as_long_as_it_took(
+    h: Harness, instances: int
+) -> None:
+    large = instances > reconciler_module.LARGE_RUN_NODES
+    items = [str(i) for i in range(instances)]
+    key = h.create_run(run_body(nodes=[{"name": "fan", "forEach": items}]))
+    h.kube.patch_seconds = 0.02
+    reconciler = h.reconciler
+    paused = []
+
+    async def scenario() -> None:
+        reconciler.start()
+        reconciler.enqueue(key)
+        while not calls(h, "patch_run_status"):
+            await asyncio.sleep(0)
+        while key in reconciler._busy or key in reconciler._queued:
+            await asyncio.sleep(0)
+        paused.append(key in reconciler._cooldowns)
+        reconciler.enqueue(key)  # a Job event arrives meanwhile
+        while not reconciler.idle:
+            await asyncio.sleep(0)
+        await reconciler.stop()
+
+    asyncio.run(scenario())
+    assert paused == [large]
+    assert len(h.kube.jobs) == instances  # the event was planned, after the pause if any
