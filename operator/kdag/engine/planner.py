@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from kdag.api import (
 )
 from kdag.engine import conditions, jobs, names, templating
 from kdag.engine.defaults import effective_node
-from kdag.engine.graph import build_graph
+from kdag.engine.graph import graph_of
 from kdag.engine.model import (
     APPROVE_PREFIX,
     REJECT_PREFIX,
@@ -74,6 +75,37 @@ class Dependencies:
     ready_since: datetime | None = None  # when the last of them was seen done
 
 
+class _NodeViews(Mapping[str, Mapping[str, Any]]):
+    """The `nodes` a template or condition sees, each computed on first use: starting one
+    node of a 500-node chain reads the views of its few upstream nodes, not all 500."""
+
+    def __init__(
+        self,
+        view_of: Callable[[str, list[str]], dict[str, Any] | None],
+        keys_by_template: dict[str, list[str]],
+    ) -> None:
+        self._view_of = view_of
+        self._keys = keys_by_template
+        self._views: dict[str, dict[str, Any] | None] = {}
+
+    def _view(self, name: str) -> dict[str, Any] | None:
+        if name not in self._views:
+            self._views[name] = self._view_of(name, self._keys.get(name, []))
+        return self._views[name]
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        view = self._view(name)
+        if view is None:
+            raise KeyError(name)
+        return view
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._keys if self._view(name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 class _Planner:
     def __init__(
         self, ctx: RunContext, status: WorkflowRunStatus, observed: Observed, now: datetime
@@ -97,7 +129,9 @@ class _Planner:
         # When the operator saw the Jobs of nodes that succeeded in this pass finish: their
         # dependents became ready then, not when this pass began (SPEC §8 measures from it).
         self.done_seen: dict[str, datetime] = {}
-        self.views: dict[str, dict[str, Any]] | None = None
+        self.views: _NodeViews | None = None
+        # Instance keys per template, from the start of `_advance_all` (kept current by it).
+        self.by_template: dict[str, list[str]] = {}
         # Answers a rerun removes: ignored in this pass, gone from the run by the next one.
         self.consumed_answers: set[str] = set()
 
@@ -118,7 +152,7 @@ class _Planner:
         workflow = self.status.workflow
         assert workflow is not None
         self.workflow = workflow
-        self.graph = build_graph(workflow)
+        self.graph = graph_of(workflow)
         self.position = {name: i for i, name in enumerate(self.graph.order)}
         self.specs = {n.name: n for n in workflow.all_nodes}
         self.final_names = {n.name for n in workflow.finally_nodes}
@@ -621,34 +655,28 @@ class _Planner:
 
     # ----------------------------------------------------------------- templates and CEL
 
-    def _node_views(self) -> dict[str, dict[str, Any]]:
+    def _node_views(self) -> _NodeViews:
         """Per workflow node: its phase and outputs; fanned-out outputs are lists.
 
-        Cached until a node finishes: thousands of starts in one pass share one view.
+        Kept until a node finishes: thousands of starts in one pass share one view.
         """
         if self.views is None:
-            self.views = self._compute_views()
+            keys = self.by_template or self._keys_by_template()
+            self.views = _NodeViews(self._view_of, keys)
         return self.views
 
-    def _compute_views(self) -> dict[str, dict[str, Any]]:
-        views: dict[str, dict[str, Any]] = {}
-        for name, keys in self._keys_by_template().items():
-            spec = self.specs.get(name)
-            if spec is None or not keys:
-                continue
-            statuses = [self.nodes[k] for k in keys]
-            if spec.fans_out:
-                merged: dict[str, list[str]] = {}
-                for ns in statuses:
-                    for out_key, value in (ns.outputs or {}).items():
-                        merged.setdefault(out_key, []).append(value)
-                views[name] = {"phase": aggregate_phase(statuses), "outputs": merged}
-            else:
-                views[name] = {
-                    "phase": str(statuses[0].phase),
-                    "outputs": statuses[0].outputs or {},
-                }
-        return views
+    def _view_of(self, name: str, keys: list[str]) -> dict[str, Any] | None:
+        spec = self.specs.get(name)
+        if spec is None or not keys:
+            return None
+        statuses = [self.nodes[k] for k in keys]
+        if spec.fans_out:
+            merged: dict[str, list[str]] = {}
+            for ns in statuses:
+                for out_key, value in (ns.outputs or {}).items():
+                    merged.setdefault(out_key, []).append(value)
+            return {"phase": aggregate_phase(statuses), "outputs": merged}
+        return {"phase": str(statuses[0].phase), "outputs": statuses[0].outputs or {}}
 
     def _run_view(self) -> dict[str, str]:
         ending = self.status.ending_phase
@@ -670,7 +698,7 @@ class _Planner:
     def _activation(self, item: str | None) -> dict[str, Any]:
         activation: dict[str, Any] = {
             "params": self.status.params or {},
-            "nodes": self._node_views(),
+            "nodes": dict(self._node_views()),
             "run": self._run_view(),
         }
         if item is not None:
