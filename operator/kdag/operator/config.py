@@ -68,7 +68,10 @@ class OperatorConfig(BaseModel):
     max_nodes: int = Field(
         default=10_000, ge=1, description="Most nodes (after fan-out) one run may have."
     )
-    reconcile_workers: int = Field(default=8, ge=1, description="Runs reconciled concurrently.")
+    # More workers than API threads: a pass mostly waits on the API (Job create, status
+    # patch), and with fewer workers than threads a busy cluster left API threads idle while
+    # runs queued for a worker (seconds of scheduling latency at p99 with 100 runs).
+    reconcile_workers: int = Field(default=32, ge=1, description="Runs reconciled concurrently.")
     api_workers: int = Field(default=16, ge=1, description="Concurrent Kubernetes API requests.")
     resync_seconds: float = Field(
         default=300,
