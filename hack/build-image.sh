@@ -2,6 +2,7 @@
 # Build the operator image, images/operator/Dockerfile, from the repository root.
 #
 #   hack/build-image.sh [--archive FILE]     (or: make image [IMAGE=...] [IMAGE_ARCHIVE=FILE])
+#   buildah $(hack/build-image.sh --buildah-flags) images     (the storage the buildah path uses)
 #
 # With a Docker engine that answers `docker info`, this is `docker build`. Without one (the
 # development and CI machines have only the Docker client), it builds the same Dockerfile with
@@ -24,6 +25,7 @@ ROOT="$(dirname "$HERE")"
 IMAGE="${IMAGE:-kdag-operator:0.1.0}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/kdag"
 ARCHIVE=""
+PRINT_FLAGS=""
 
 log() { printf '[build-image] %s\n' "$*" >&2; }
 die() {
@@ -37,12 +39,17 @@ while [[ $# -gt 0 ]]; do
       ARCHIVE="$(realpath -m "${2:?--archive needs a file}")"
       shift 2
       ;;
-    *) die "unknown argument: $1 (usage: hack/build-image.sh [--archive FILE])" ;;
+    --buildah-flags)
+      PRINT_FLAGS=1
+      shift
+      ;;
+    *) die "unknown argument: $1 (usage: hack/build-image.sh [--archive FILE | --buildah-flags])" ;;
   esac
 done
 
 START=$SECONDS
 BUILDER="${KDAG_IMAGE_BUILDER:-}"
+[[ -z "$PRINT_FLAGS" ]] || BUILDER=buildah
 if [[ -z "$BUILDER" ]]; then
   if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
     BUILDER=docker
@@ -101,6 +108,10 @@ if [[ -z "$DRIVER" ]]; then
 fi
 read -r -a STORAGE <<<"$(storage_args "$DRIVER")"
 bh() { buildah "${STORAGE[@]}" "$@"; }
+if [[ -n "$PRINT_FLAGS" ]]; then
+  echo "${STORAGE[*]}"
+  exit 0
+fi
 log "buildah $(buildah version --json 2>/dev/null | sed -n 's/.*"version": "\(.*\)".*/\1/p'), storage driver $DRIVER"
 
 # --- the base: a local stand-in for python:3.11-slim --------------------------------------
@@ -201,9 +212,22 @@ DIGEST="$(cd "$ROOT" && find pyproject.toml requirements.lock README.md operator
   LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 OLD_ID="$(bh inspect --type image --format '{{.FromImageID}}' "$IMAGE" 2>/dev/null || true)"
 log "buildah build -t $IMAGE (isolation chroot, context $DIGEST)"
-bh build --quiet --isolation chroot --layers --force-rm "${VOLUMES[@]}" \
-  --build-arg PYTHON_IMAGE="$BASE" --build-arg KDAG_CONTEXT_DIGEST="$DIGEST" \
-  -f "$ROOT/images/operator/Dockerfile" -t "$IMAGE" "$ROOT" >&2
+build() {
+  bh build --quiet --isolation chroot --force-rm "${VOLUMES[@]}" \
+    --build-arg PYTHON_IMAGE="$BASE" --build-arg KDAG_CONTEXT_DIGEST="$DIGEST" \
+    -f "$ROOT/images/operator/Dockerfile" -t "$IMAGE" "$@" "$ROOT" >&2 2> >(tee "$BUILD_LOG" >&2)
+}
+BUILD_LOG="$(mktemp)"
+if ! build --layers; then
+  wait "$!" 2>/dev/null || true # tee has written all of the log
+  # buildah 1.28 cannot bind-mount a stage it took whole from the layer cache into a RUN that
+  # it does run ("couldn't find .../merged/wheels on host to bind mount"): that happens when
+  # the final image was removed but the builder stage's layers were not. Build it all anew.
+  grep -q 'on host to bind mount into container' "$BUILD_LOG" || die "buildah build failed"
+  log "buildah could not mount the cached build stage: building again without the layer cache"
+  build --layers --no-cache
+fi
+rm -f "$BUILD_LOG"
 # The image this build replaced, now untagged, goes (unless another tag still names it).
 NEW_ID="$(bh inspect --type image --format '{{.FromImageID}}' "$IMAGE")"
 if [[ -n "$OLD_ID" && "$OLD_ID" != "$NEW_ID" ]]; then
