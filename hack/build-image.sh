@@ -192,16 +192,16 @@ fi
 log "base $BASE"
 
 # --- the image ------------------------------------------------------------------------------
-# --layers: unchanged steps come from buildah's layer cache on the next build.
 # The build stage downloads from PyPI. Lend it the host's CA bundle, where it has Debian's,
 # and point pip at it: a host behind a TLS-inspecting proxy trusts the proxy only there (the
 # base's bundle is Debian's stock one). Bind mounts exist only while a RUN step runs: nothing
 # of them is left in the image, and they do not change the layer cache's keys.
 VOLUMES=()
 HOST_CA=/etc/ssl/certs/ca-certificates.crt
+PIP_CONF="$(mktemp)"
+BUILD_LOG="$(mktemp)"
+trap 'rm -f "$PIP_CONF" "$BUILD_LOG"' EXIT
 if [[ -f "$HOST_CA" ]]; then
-  PIP_CONF="$(mktemp)"
-  trap 'rm -f "$PIP_CONF"' EXIT
   printf '[global]\ncert = %s\n' "$HOST_CA" >"$PIP_CONF"
   chmod 644 "$PIP_CONF"
   VOLUMES=(--volume "$HOST_CA:$HOST_CA:ro" --volume "$PIP_CONF:/etc/pip.conf:ro")
@@ -212,12 +212,12 @@ DIGEST="$(cd "$ROOT" && find pyproject.toml requirements.lock README.md operator
   LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 OLD_ID="$(bh inspect --type image --format '{{.FromImageID}}' "$IMAGE" 2>/dev/null || true)"
 log "buildah build -t $IMAGE (isolation chroot, context $DIGEST)"
+# --layers: unchanged steps come from buildah's layer cache on the next build.
 build() {
   bh build --quiet --isolation chroot --force-rm "${VOLUMES[@]}" \
     --build-arg PYTHON_IMAGE="$BASE" --build-arg KDAG_CONTEXT_DIGEST="$DIGEST" \
     -f "$ROOT/images/operator/Dockerfile" -t "$IMAGE" "$@" "$ROOT" >&2 2> >(tee "$BUILD_LOG" >&2)
 }
-BUILD_LOG="$(mktemp)"
 if ! build --layers; then
   wait "$!" 2>/dev/null || true # tee has written all of the log
   # buildah 1.28 cannot bind-mount a stage it took whole from the layer cache into a RUN that
@@ -227,7 +227,6 @@ if ! build --layers; then
   log "buildah could not mount the cached build stage: building again without the layer cache"
   build --layers --no-cache
 fi
-rm -f "$BUILD_LOG"
 # The image this build replaced, now untagged, goes (unless another tag still names it).
 NEW_ID="$(bh inspect --type image --format '{{.FromImageID}}' "$IMAGE")"
 if [[ -n "$OLD_ID" && "$OLD_ID" != "$NEW_ID" ]]; then
