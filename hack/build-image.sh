@@ -227,9 +227,11 @@ if ! build --layers; then
   log "buildah could not mount the cached build stage: building again without the layer cache"
   build --layers --no-cache
 fi
-# The image this build replaced, now untagged, goes (unless another tag still names it).
+# The image this build replaced goes if no other tag names it now (`buildah rmi ID` would
+# remove all of its tags).
 NEW_ID="$(bh inspect --type image --format '{{.FromImageID}}' "$IMAGE")"
-if [[ -n "$OLD_ID" && "$OLD_ID" != "$NEW_ID" ]]; then
+if [[ -n "$OLD_ID" && "$OLD_ID" != "$NEW_ID" ]] &&
+  bh images --noheading --format '{{.ID}} {{.Name}}' | grep -q "^${OLD_ID:0:12} *<none>$"; then
   bh rmi "$OLD_ID" >/dev/null 2>&1 || true
 fi
 if [[ -n "$ARCHIVE" ]]; then
