@@ -53,7 +53,7 @@ RUN=$(k -n "${NAMESPACE}" create -f "${ROOT}/examples/etl-run.yaml" -o jsonpath=
 echo "workflowrun/${RUN} created"
 
 say "Progress (kubectl get workflowrun -w)"
-k -n "${NAMESPACE}" get workflowrun "${RUN}" -w &
+"${KUBECTL}" -n "${NAMESPACE}" get workflowrun "${RUN}" -w &  # not `k`: $! must be kubectl itself
 WATCH=$!
 k -n "${NAMESPACE}" wait --for=condition=WaitingForApproval "workflowrun/${RUN}" --timeout=300s >/dev/null
 
@@ -70,7 +70,7 @@ k -n "${NAMESPACE}" annotate workflowrun "${RUN}" \
   "approve.kdag.dev/${GATE}=$(k auth whoami -o jsonpath='{.status.userInfo.username}')"
 
 say "Progress until the end"
-k -n "${NAMESPACE}" get workflowrun "${RUN}" -w &
+"${KUBECTL}" -n "${NAMESPACE}" get workflowrun "${RUN}" -w &  # not `k`: $! must be kubectl itself
 WATCH=$!
 k -n "${NAMESPACE}" wait --for=condition=Succeeded "workflowrun/${RUN}" --timeout=300s >/dev/null
 kill "${WATCH}" 2>/dev/null || true; wait "${WATCH}" 2>/dev/null || true; WATCH=""
