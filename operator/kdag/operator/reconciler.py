@@ -59,10 +59,6 @@ RETRY_MAX_SECONDS = 60.0
 # Timers fire a little late rather than early: the planner compares whole-second timestamps.
 TIMER_SLACK_SECONDS = 0.05
 CREATE_FAILED_REASON = "CreateFailed"
-# A run this large pauses after each status write for as long as the write took: every
-# write makes the API server decode, validate, store and send the whole object, so a
-# 5,000-node run could otherwise keep it busy with nothing but its own status.
-LARGE_RUN_NODES = 1000
 
 Clock = Callable[[], datetime]
 
@@ -231,6 +227,7 @@ class Reconciler:
             key = await self._queue.get()
             self._queued.discard(key)
             self._busy.add(key)
+            self._last_write.pop(key, None)  # set again by this pass if it writes
             try:
                 await self.reconcile_safely(key)
             finally:
@@ -499,8 +496,12 @@ class Reconciler:
                     return  # deleted meanwhile; the watch's DELETED event cleans up
                 raise
             self._cache.put_run(stored)
-            if len(result.status.nodes or {}) > LARGE_RUN_NODES:
-                self._last_write[key] = time.perf_counter() - writing
+            # Back-pressure: the run pauses for as long as its write took before it plans
+            # again, so its status writes hold the API server at most half the time. Free on
+            # an idle server (a few ms); on a busy one, events merge into fewer, larger
+            # writes, and a 5,000-node run (whose every write makes the server decode,
+            # validate, store and send the whole object) leaves room for the Jobs.
+            self._last_write[key] = time.perf_counter() - writing
             # The new status, already parsed, for the next pass (the planner never changes
             # the status it is given, so sharing it is safe).
             self._parsed[key] = (_resource_version(stored), replace(run, status=result.status))

@@ -382,16 +382,11 @@ def test_a_run_deleted_while_the_watch_was_down_is_forgotten_after_a_resync(
     assert calls(h, "get_run") == [("get_run", "r1")]
 
 
-@pytest.mark.parametrize("instances", [3, reconciler_module.LARGE_RUN_NODES + 1])
-def test_only_a_large_run_pauses_after_a_status_write_for_as_long_as_it_took(
-    h: Harness, instances: int
-) -> None:
-    large = instances > reconciler_module.LARGE_RUN_NODES
-    items = [str(i) for i in range(instances)]
-    key = h.create_run(run_body(nodes=[{"name": "fan", "forEach": items}]))
-    h.kube.patch_seconds = 0.02
+def test_a_run_pauses_after_a_status_write_for_as_long_as_it_took(h: Harness) -> None:
+    key = h.create_run(run_body(nodes=[{"name": "fan", "forEach": ["a", "b", "c"]}]))
+    h.kube.patch_seconds = 0.05  # a busy API server
     reconciler = h.reconciler
-    paused = []
+    seen: list[tuple[bool, bool]] = []
 
     async def scenario() -> None:
         reconciler.start()
@@ -400,12 +395,31 @@ def test_only_a_large_run_pauses_after_a_status_write_for_as_long_as_it_took(
             await asyncio.sleep(0)
         while key in reconciler._busy or key in reconciler._queued:
             await asyncio.sleep(0)
-        paused.append(key in reconciler._cooldowns)
-        reconciler.enqueue(key)  # a Job event arrives meanwhile
+        reconciler.enqueue(key)  # a Job event arrives during the pause: it waits
+        seen.append((key in reconciler._cooldowns, key in reconciler._queued))
         while not reconciler.idle:
             await asyncio.sleep(0)
+        seen.append((key in reconciler._cooldowns, key in reconciler._dirty))
         await reconciler.stop()
 
     asyncio.run(scenario())
-    assert paused == [large]
-    assert len(h.kube.jobs) == instances  # the event was planned, after the pause if any
+    assert seen == [(True, False), (False, False)]  # paused, then planned
+
+
+def test_a_pass_that_writes_no_status_does_not_pause(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    h.sync_from_api()
+    h.kube.calls.clear()
+    reconciler = h.reconciler
+
+    async def scenario() -> None:
+        reconciler.start()
+        reconciler.enqueue(key)
+        while key in reconciler._queued or key in reconciler._busy:
+            await asyncio.sleep(0)
+        assert key not in reconciler._cooldowns
+        await reconciler.stop()
+
+    asyncio.run(scenario())
+    assert calls(h, "patch_run_status") == []
