@@ -360,8 +360,10 @@ def test_submit_with_a_param_watches_the_run_to_its_end(namespace: str) -> None:
     assert submit.returncode == 0, f"stdout:\n{stdout}\nstderr:\n{stderr}"
     assert f"workflowrun/{run} created" in stdout
     assert status(namespace, run)["phase"] == "Succeeded"
-    # Into a pipe, the live view prints the finished tree once, without colour.
+    # Into a pipe: a line per change, then the finished tree once, without colour.
     assert ANSI_ESCAPE not in stdout
+    assert "  publish: Pending -> WaitingForApproval" in stdout, stdout
+    assert "run Succeeded" in stdout, stdout
     assert stdout.count("NODE") == 1, stdout
     assert row(stdout, "publish")[1] == row(stdout, "load")[1] == "Succeeded", stdout
 
@@ -381,7 +383,8 @@ def test_submit_exits_non_zero_when_the_run_does_not_succeed(namespace: str) -> 
 
     failed = kdag("submit", "doomed", "--watch", namespace=namespace)
     assert failed.returncode == 1, _both(failed)
-    assert "Failed" in failed.stdout.splitlines()[1], _both(failed)  # the tree's header
+    assert "run Failed 1/1" in failed.stdout, _both(failed)  # a progress line
+    assert row(failed.stdout, "a")[1] == "Failed", _both(failed)  # the finished tree
 
     invalid = kdag("submit", "daily", "-p", "nope=1", "--watch", namespace=namespace)
     assert invalid.returncode == 1, _both(invalid)

@@ -31,7 +31,7 @@ from rich.live import Live
 from kdag.api import API_VERSION, RunPhase, WorkflowRun
 from kdag.cli.cluster import Cluster
 from kdag.cli.lint import lint_files
-from kdag.cli.tree import render_run
+from kdag.cli.tree import progress_lines, render_run
 from kdag.engine import names
 from kdag.engine.model import APPROVE_PREFIX, REJECT_PREFIX, RERUN_ANNOTATION
 from kdag.engine.run_summary import short_list
@@ -111,13 +111,29 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def watch_run(cluster: Cluster, name: str) -> str:
-    """Redraw the run's tree on every change until it reaches a terminal phase; return it."""
+    """Follow the run until it reaches a terminal phase; return it. On a terminal the tree
+    is redrawn on every change; elsewhere each change is printed as a line."""
+    if not console.is_terminal:
+        return _follow_in_lines(cluster, name)
     with Live(console=console, auto_refresh=False) as live:
         for run in cluster.watch_run(name):
             live.update(render_run(run, datetime.now(UTC)), refresh=True)
             phase = (run.get("status") or {}).get("phase")
             if phase and RunPhase(phase).terminal:
                 return str(phase)
+    raise AssertionError("unreachable: Cluster.watch_run only ends by raising")
+
+
+def _follow_in_lines(cluster: Cluster, name: str) -> str:
+    before: dict[str, Any] | None = None
+    for run in cluster.watch_run(name):
+        for line in progress_lines(before, run):
+            say(line)
+        before = run
+        phase = (run.get("status") or {}).get("phase")
+        if phase and RunPhase(phase).terminal:
+            console.print(render_run(run, datetime.now(UTC)))
+            return str(phase)
     raise AssertionError("unreachable: Cluster.watch_run only ends by raising")
 
 

@@ -97,3 +97,22 @@ def render_run(raw: dict[str, Any], now: datetime) -> Table:
     if status.message:
         table.caption = Text(status.message)
     return table
+
+
+def progress_lines(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    """What changed between two versions of a run, one line per change, for output that is
+    not a terminal (a pipe, a CI log), where a redrawn tree would show nothing until the end."""
+    old = (before or {}).get("status") or {}
+    new = after.get("status") or {}
+    lines: list[str] = []
+    old_nodes, new_nodes = old.get("nodes") or {}, new.get("nodes") or {}
+    for name, node in new_nodes.items():
+        phase = node.get("phase")
+        was = (old_nodes.get(name) or {}).get("phase")
+        if phase != was:
+            message = f": {node['message']}" if node.get("message") else ""
+            lines.append(f"  {name}: {was or '-'} -> {phase}{message}")
+    if (new.get("phase"), new.get("progress")) != (old.get("phase"), old.get("progress")):
+        message = f": {new['message']}" if new.get("message") else ""
+        lines.append(f"run {new.get('phase') or 'Pending'} {new.get('progress') or ''}{message}")
+    return lines

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from rich.console import Console
 
-from kdag.cli.tree import render_run
+from kdag.cli.tree import progress_lines, render_run
 from tests.unit.engine.sim import FAIL, OK, T0, World, workflow
 
 
@@ -58,3 +58,27 @@ def test_tree_of_a_run_that_has_not_started_is_empty_but_says_so() -> None:
     console = Console(width=80, record=True, color_system=None)
     console.print(render_run(raw, T0))
     assert "Pending" in console.export_text()
+
+
+def _raw(world: World) -> dict[str, object]:
+    assert world.status is not None
+    return {"metadata": {"name": "r1"}, "status": world.status.to_wire()}
+
+
+def test_progress_lines_say_what_changed_between_two_versions_of_a_run() -> None:
+    world = World(workflow(nodes=[{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
+    world.step()
+    first = _raw(world)
+    assert progress_lines(None, first) == [
+        "  a: - -> Running",
+        "  b: - -> Pending",
+        "run Running 0/2: 1 running",
+    ]
+    world.finish("a")
+    world.step()
+    assert progress_lines(first, _raw(world)) == [
+        "  a: Running -> Succeeded",
+        "  b: Pending -> Running",
+        "run Running 1/2: 1 running",
+    ]
+    assert progress_lines(first, first) == []
