@@ -127,11 +127,13 @@ def watch_run(cluster: Cluster, name: str) -> str:
 def _follow_in_lines(cluster: Cluster, name: str) -> str:
     before: dict[str, Any] | None = None
     for run in cluster.watch_run(name):
-        for line in progress_lines(before, run):
-            say(line)
-        before = run
         phase = (run.get("status") or {}).get("phase")
-        if phase and RunPhase(phase).terminal:
+        finished = phase is not None and RunPhase(phase).terminal
+        if before is not None or not finished:  # a run found finished: just its tree
+            for line in progress_lines(before, run):
+                say(line)
+        before = run
+        if finished:
             console.print(render_run(run, datetime.now(UTC)))
             return str(phase)
     raise AssertionError("unreachable: Cluster.watch_run only ends by raising")
