@@ -59,6 +59,7 @@ class RunContext:
     `workflow` is the resolved Workflow spec (from workflowRef or inline); the planner only
     uses it until the run has taken its snapshot in status. `problem` carries an error found
     while resolving or parsing (unknown workflowRef, schema error), which makes the run Invalid.
+    `operator_account` is the operator's own ServiceAccount, which no node's pods may use.
     """
 
     name: str
@@ -71,6 +72,7 @@ class RunContext:
     generation: int | None = None
     problem: str | None = None
     max_nodes: int = 10_000
+    operator_account: ServiceAccountRef | None = None
 
 
 class JobState(StrEnum):

@@ -49,7 +49,7 @@ from kdag.engine.run_summary import (
     template_of,
 )
 from kdag.engine.timeutil import format_duration, parse_iso, to_iso, to_iso_precise
-from kdag.engine.validation import resolve_params, validate_workflow
+from kdag.engine.validation import borrowed_account_problems, resolve_params, validate_workflow
 
 _MAX_PASSES = 64
 
@@ -178,6 +178,9 @@ class _Planner:
         if workflow is None:
             return [Problem("spec", "set workflowRef or an inline workflow")]
         problems = validate_workflow(workflow, max_nodes=self.ctx.max_nodes)
+        problems += borrowed_account_problems(
+            workflow, self.ctx.namespace, self.ctx.operator_account
+        )
         params, param_problems = resolve_params(workflow, self.ctx.spec.params)
         if self.ctx.workflow_name and problems:
             problems = [

@@ -14,8 +14,6 @@ from pydantic import ValidationError
 
 from kdag.api import RunPhase, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
 from kdag.engine.model import RERUN_ANNOTATION, RunContext, ServiceAccountRef
-from kdag.engine.problems import Problem, describe
-from kdag.engine.validation import borrowed_account_problems
 
 MAX_REPORTED_ERRORS = 10
 
@@ -133,16 +131,9 @@ def run_context(
     max_nodes: int,
     operator_account: ServiceAccountRef | None = None,
 ) -> RunContext:
-    """The planner's view of the run. `workflow` matters only before the snapshot is taken.
-
-    A workflow whose pods would run as `operator_account` (the operator's own ServiceAccount,
-    when it has one) makes the run Invalid before it starts, like any other problem.
-    """
+    """The planner's view of the run. `workflow` matters only before the snapshot is taken."""
     if run.workflow_ref is None:
         workflow = run.spec.workflow
-    problem = run.problem or workflow_problem
-    if problem is None and workflow is not None and not run.started:
-        problem = _borrowing_problem(run, workflow, operator_account)
     return RunContext(
         name=run.name,
         namespace=run.namespace,
@@ -152,17 +143,7 @@ def run_context(
         workflow_name=run.workflow_ref,
         annotations=run.annotations,
         generation=run.generation,
-        problem=problem,
+        problem=run.problem or workflow_problem,
         max_nodes=max_nodes,
+        operator_account=operator_account,
     )
-
-
-def _borrowing_problem(
-    run: ParsedRun, workflow: WorkflowSpec, operator_account: ServiceAccountRef | None
-) -> str | None:
-    problems = borrowed_account_problems(workflow, run.namespace, operator_account)
-    if not problems:
-        return None
-    if run.workflow_ref is not None:  # named as the planner names a Workflow's problems
-        problems = [Problem(f"workflow {run.workflow_ref}: {p.path}", p.message) for p in problems]
-    return describe(problems)
