@@ -78,9 +78,7 @@ class KubeApi(Protocol):
 
     async def delete_job(self, namespace: str, name: str) -> bool: ...
 
-    async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
-
-    async def snapshot_jobs(self, namespace: str, selector: str) -> Listing: ...
+    async def list_jobs(self, namespace: str, selector: str) -> Listing: ...
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
 
@@ -216,10 +214,7 @@ class KubeClient:
         result = await self._request("delete", "jobs", "DELETE", path, body=body, allow=(404,))
         return result is not None
 
-    async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        return (await self.snapshot_jobs(namespace, selector)).items
-
-    async def snapshot_jobs(self, namespace: str, selector: str) -> Listing:
+    async def list_jobs(self, namespace: str, selector: str) -> Listing:
         path = f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs"
         return await self._list("jobs", path, selector)
 

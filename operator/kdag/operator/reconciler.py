@@ -242,7 +242,7 @@ class Reconciler:
                     self.enqueue(key)
 
     def _cooled_down(self, key: RunKey) -> None:
-        """A large run's pause after its status write is over: plan what arrived meanwhile."""
+        """A run's pause after its status write is over: plan what arrived meanwhile."""
         self._cooldowns.pop(key, None)
         if key in self._dirty:
             self._dirty.discard(key)
@@ -276,7 +276,7 @@ class Reconciler:
             return
         self._cache.put_run(found)
         if self._cache.is_primed(key):
-            listing = await self._kube.snapshot_jobs(key[0], f"{LABEL_RUN}={key[1]}")
+            listing = await self._kube.list_jobs(key[0], f"{LABEL_RUN}={key[1]}")
             gone = self._cache.resync_jobs(key, listing.items, listing.resource_version)
             if gone:
                 logger.info(
@@ -414,14 +414,14 @@ class Reconciler:
 
     async def _prime(self, key: RunKey, run: ParsedRun) -> None:
         """List the run's Jobs and pods once: the planner must see every Job that exists,
-        or it would take a Job the watch has not shown yet for one deleted by hand."""
+        or it would take a Job the watch has not shown yet for one deleted by hand. The
+        Jobs go through the same reconciliation with the cache as a periodic resync."""
         selector = f"{LABEL_RUN}={run.name}"
         jobs, pods = await asyncio.gather(
             self._kube.list_jobs(run.namespace, selector),
             self._kube.list_pods(run.namespace, selector),
         )
-        for job in jobs:
-            self._cache.put_job(job)
+        self._cache.resync_jobs(key, jobs.items, jobs.resource_version)
         self._store_pods(run.namespace, pods)
         for name in self._cache.job_names(key):
             self._cache.mark_pods_listed(run.namespace, name)

@@ -118,17 +118,15 @@ class FakeKube:
         self.calls.append(("delete_job", name))
         return self.jobs.pop((namespace, name), None) is not None
 
-    async def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+    async def list_jobs(self, namespace: str, selector: str) -> Listing:
         self.calls.append(("list_jobs", selector))
         label, value = selector.split("=")
-        return [
+        items = [
             copy.deepcopy(j)
             for (ns, _), j in self.jobs.items()
             if ns == namespace and j["metadata"]["labels"].get(label) == value
         ]
-
-    async def snapshot_jobs(self, namespace: str, selector: str) -> Listing:
-        return Listing(await self.list_jobs(namespace, selector), str(self._rv))
+        return Listing(items, str(self._rv))
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append(("list_pods", selector))
