@@ -135,12 +135,9 @@ class EventCorrelator:
         self._posted[self._key(body)] = _Posted(name, 1, self._clock())
 
     def _forget_older_than(self, cutoff: datetime) -> None:
-        if len(self._posted) > 1000 or len(self._buckets) > 1000:
-            self._posted = {k: p for k, p in self._posted.items() if p.at >= cutoff}
-            self._buckets = {u: b for u, b in self._buckets.items() if b.at >= cutoff}
-        else:
-            for key in [k for k, p in self._posted.items() if p.at < cutoff]:
-                del self._posted[key]
+        # A bucket untouched for the whole window has refilled anyway (25 x 10 s < 10 min).
+        self._posted = {k: p for k, p in self._posted.items() if p.at >= cutoff}
+        self._buckets = {u: b for u, b in self._buckets.items() if b.at >= cutoff}
 
 
 def _utcnow() -> datetime:
