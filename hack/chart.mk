@@ -34,10 +34,6 @@ chart-package: cluster-bins ## package the chart into dist/ (the CRD symlinks be
 image-lint: $(HADOLINT) ## lint images/operator/Dockerfile with hadolint
 	$(HADOLINT) images/operator/Dockerfile
 
-.PHONY: image-check
-image-check: ## without Docker: build the image's wheels and install them as the Dockerfile does
-	@bash hack/image-check.sh
-
 # `make image` is in hack/image.mk (docker build, or buildah where no Docker engine answers).
 
 .PHONY: kind-load

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -140,3 +141,30 @@ def test_installers_and_kubernetes_aio_are_removed(built: Built) -> None:
     )
     assert found == "[]"
     assert built.run("sh", "-c", "command -v pip pip3").stdout == ""
+
+
+def test_everything_installed_is_pinned_in_requirements_lock(built: Built) -> None:
+    installed = json.loads(
+        built.python(
+            "import json, importlib.metadata as m; "
+            "print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))"
+        )
+    )
+    locked = dict(
+        line.strip().split("==", 1)
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line
+    )
+    pinned = {_normal(name): version for name, version in locked.items()}
+    assert "kopf" in {_normal(name) for name, _ in installed}, installed  # it sees the install
+    unpinned = sorted(
+        f"{name}=={version}"
+        for name, version in installed
+        if _normal(name) != "kdag" and pinned.get(_normal(name)) != version
+    )
+    assert unpinned == [], "installed in the image but not pinned in requirements.lock"
+
+
+def _normal(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
