@@ -133,9 +133,11 @@ restart_cluster() {
   kwokctl start cluster --name "${KDAG_CLUSTER}" >&2
 }
 
+exists() { kwokctl get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; }
+
 start=$SECONDS
 config="${KDAG_CACHE}/kwokctl-config-${KDAG_CLUSTER}.yaml"
-if kwokctl get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; then
+if exists; then
   # A cluster built from an older configuration (this script changed since)
   # is rebuilt, so that nobody measures or tests against stale flags.
   write_config "${config}.new"
@@ -145,9 +147,9 @@ if kwokctl get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; then
   fi
   rm -f "${config}.new"
 fi
-if healthy && kwokctl get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; then
+if exists && healthy; then
   log "cluster ${KDAG_CLUSTER} is up, reusing it"
-elif kwokctl get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; then
+elif exists; then
   log "cluster ${KDAG_CLUSTER} exists but is not answering; restarting it"
   if ! restart_cluster; then
     log "restart failed; recreating"
