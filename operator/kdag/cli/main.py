@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -112,31 +112,33 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 def watch_run(cluster: Cluster, name: str) -> str:
     """Follow the run until it reaches a terminal phase; return it. On a terminal the tree
-    is redrawn on every change; elsewhere each change is printed as a line."""
-    if not console.is_terminal:
-        return _follow_in_lines(cluster, name)
-    with Live(console=console, auto_refresh=False) as live:
-        for run in cluster.watch_run(name):
-            live.update(render_run(run, datetime.now(UTC)), refresh=True)
-            phase = (run.get("status") or {}).get("phase")
-            if phase and RunPhase(phase).terminal:
-                return str(phase)
-    raise AssertionError("unreachable: Cluster.watch_run only ends by raising")
-
-
-def _follow_in_lines(cluster: Cluster, name: str) -> str:
+    is redrawn on every change; elsewhere each change is printed as a line, then the tree."""
+    if console.is_terminal:
+        with Live(console=console, auto_refresh=False) as live:
+            for run, ended in _until_ended(cluster, name):
+                live.update(render_run(run, datetime.now(UTC)), refresh=True)
+                if ended:
+                    return ended
     before: dict[str, Any] | None = None
-    for run in cluster.watch_run(name):
-        phase = (run.get("status") or {}).get("phase")
-        finished = phase is not None and RunPhase(phase).terminal
-        if before is not None or not finished:  # a run found finished: just its tree
+    for run, ended in _until_ended(cluster, name):
+        if before is not None or not ended:  # a run found finished: just its tree
             for line in progress_lines(before, run):
                 say(line)
         before = run
-        if finished:
+        if ended:
             console.print(render_run(run, datetime.now(UTC)))
-            return str(phase)
+            return ended
     raise AssertionError("unreachable: Cluster.watch_run only ends by raising")
+
+
+def _until_ended(cluster: Cluster, name: str) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """The run on every change, with its phase once that is terminal (the last one)."""
+    for run in cluster.watch_run(name):
+        phase = (run.get("status") or {}).get("phase")
+        ended = str(phase) if phase and RunPhase(phase).terminal else None
+        yield run, ended
+        if ended:
+            return
 
 
 def _annotate(cluster: Cluster, run: str, key: str, value: str | None) -> None:
