@@ -9,8 +9,13 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "${HERE}/cluster-env.sh"
 
 export KWOK_WORKDIR="${KDAG_CACHE}/kwok"
-if [[ -x "${KDAG_BIN}/kwokctl" ]] &&
-  "${KDAG_BIN}/kwokctl" get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; then
+# The whole list is read before matching: `grep -q` in a pipe exits at the first match,
+# and under pipefail kwokctl dying of SIGPIPE made the check fail at random.
+clusters=""
+if [[ -x "${KDAG_BIN}/kwokctl" ]]; then
+  clusters=$("${KDAG_BIN}/kwokctl" get clusters 2>/dev/null || true)
+fi
+if grep -qx "${KDAG_CLUSTER}" <<<"$clusters"; then
   "${KDAG_BIN}/kwokctl" delete cluster --name "${KDAG_CLUSTER}" >&2
 else
   echo "[cluster-down] no cluster ${KDAG_CLUSTER}" >&2

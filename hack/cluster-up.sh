@@ -77,6 +77,13 @@ options:
   disableKubeScheduler: false
   disableKubeControllerManager: false
 componentsPatches:
+# OwnerReferencesPermissionEnforcement (on in OpenShift) refuses an object whose
+# blockOwnerDeletion owner reference names an owner whose finalizers the creator
+# may not update: the tests run under it so the chart's RBAC is proven against it.
+- name: kube-apiserver
+  extraArgs:
+  - key: enable-admission-plugins
+    value: OwnerReferencesPermissionEnforcement
 # A throwaway test cluster: etcd need not fsync, which makes every write (and
 # so every test) faster on slow disks.
 - name: etcd
@@ -133,7 +140,13 @@ restart_cluster() {
   kwokctl start cluster --name "${KDAG_CLUSTER}" >&2
 }
 
-exists() { kwokctl get clusters 2>/dev/null | grep -qx "${KDAG_CLUSTER}"; }
+# Read the whole list before matching: `grep -q` exits at the first match, and under
+# pipefail kwokctl dying of SIGPIPE would make the check fail at random.
+exists() {
+  local clusters
+  clusters=$(kwokctl get clusters 2>/dev/null) || return 1
+  grep -qx "${KDAG_CLUSTER}" <<<"$clusters"
+}
 
 start=$SECONDS
 config="${KDAG_CACHE}/kwokctl-config-${KDAG_CLUSTER}.yaml"
