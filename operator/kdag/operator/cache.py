@@ -24,6 +24,18 @@ def run_key(body: Mapping[str, Any]) -> RunKey:
     return str(meta.get("namespace", "")), str(meta.get("name", ""))
 
 
+def user_inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What users write to a run and the planner acts on: its spec (suspend, cancel, params,
+    workflow), annotations (gate answers, rerun requests) and deletion."""
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("generation"),
+        body.get("spec"),
+        meta.get("annotations") or {},
+        meta.get("deletionTimestamp"),
+    )
+
+
 def is_newer(candidate: str, current: str) -> bool:
     """Whether resourceVersion `candidate` is at least as new as `current`.
 

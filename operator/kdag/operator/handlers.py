@@ -14,7 +14,7 @@ import kopf
 
 from kdag.engine.model import LABEL_RUN, JobState
 from kdag.operator.app import Operator
-from kdag.operator.cache import run_key
+from kdag.operator.cache import run_key, user_inputs
 from kdag.operator.config import JOBS_RESOURCE, PODS_RESOURCE, RUNS_RESOURCE
 from kdag.operator.observe import pod_job_name, pod_result
 
@@ -32,13 +32,7 @@ def _changed_inputs(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool
     Our own status writes come back through the watch too; they are already in the cache,
     so they compare equal and cost no extra planning.
     """
-    old_meta, new_meta = before.get("metadata") or {}, after.get("metadata") or {}
-    return (
-        old_meta.get("generation") != new_meta.get("generation")
-        or old_meta.get("annotations") != new_meta.get("annotations")
-        or old_meta.get("deletionTimestamp") != new_meta.get("deletionTimestamp")
-        or before.get("status") != after.get("status")
-    )
+    return user_inputs(before) != user_inputs(after) or before.get("status") != after.get("status")
 
 
 def handle_run_event(app: Operator, event_type: str | None, body: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ from kdag.engine.model import (
 )
 from kdag.engine.planner import plan
 from kdag.engine.timeutil import parse_iso
-from kdag.operator.cache import Cache, RunKey
+from kdag.operator.cache import Cache, RunKey, user_inputs
 from kdag.operator.events import EventSink
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
@@ -364,12 +364,25 @@ class Reconciler:
         )
         planned = time.perf_counter()
         await self._apply(key, body, decision, now)
+        self._follow_user_writes(key, body)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "planned in %.1f ms, applied %d action(s) in %.1f ms",
                 (planned - began) * 1000, len(decision.result.actions),
                 (time.perf_counter() - planned) * 1000, extra={"run": f"{key[0]}/{key[1]}"},
             )  # fmt: skip
+
+    def _follow_user_writes(self, key: RunKey, planned_from: Mapping[str, Any]) -> None:
+        """Plan again when the run now cached carries user inputs this pass did not see.
+
+        A user's write that lands mid-pass (a cancel, a gate answer) is contained in the
+        answer to our own status write, which the cache then holds; the watch event of the
+        user's write arrives later and is dropped as older. Comparing what the pass planned
+        from with what the cache holds now catches it however the events interleave.
+        """
+        current = self._cache.run(key)
+        if current is not None and user_inputs(current) != user_inputs(planned_from):
+            self.enqueue(key)
 
     def _parse(self, key: RunKey, body: Mapping[str, Any]) -> ParsedRun:
         """The run read into models; reused when the object is the one we last wrote.
@@ -503,8 +516,13 @@ class Reconciler:
             # validate, store and send the whole object) leaves room for the Jobs.
             self._last_write[key] = time.perf_counter() - writing
             # The new status, already parsed, for the next pass (the planner never changes
-            # the status it is given, so sharing it is safe).
-            self._parsed[key] = (_resource_version(stored), replace(run, status=result.status))
+            # the status it is given, so sharing it is safe). The spec and annotations are
+            # reused only when the server's answer carries the ones this pass planned from:
+            # a user's write that landed meanwhile is in the answer, and must be read.
+            if user_inputs(stored) == user_inputs(body):
+                self._parsed[key] = (_resource_version(stored), replace(run, status=result.status))
+            else:
+                self._parsed.pop(key, None)
         for action in result.actions:
             if isinstance(action, RemoveAnnotations):
                 patch = {"metadata": {"annotations": dict.fromkeys(action.keys)}}

@@ -38,6 +38,8 @@ class FakeKube:
         self.status_patches: list[dict[str, Any]] = []
         self.fail_next: dict[str, KubeError] = {}
         self.patch_seconds = 0.0  # how long a status write takes (a loaded API server)
+        # A user's write that lands while a pass is running, just before its status write.
+        self.before_status_write: Callable[[], None] | None = None
         self._rv = 100
 
     def _next_rv(self) -> str:
@@ -152,6 +154,8 @@ class FakeKube:
     ) -> dict[str, Any]:
         self.calls.append(("patch_run_status", name))
         self._maybe_fail("patch_run_status")
+        if self.before_status_write is not None:
+            self.before_status_write()
         if self.patch_seconds:
             await asyncio.sleep(self.patch_seconds)
         self.status_patches.append(copy.deepcopy(dict(patch)))
