@@ -172,6 +172,9 @@ class Reconciler:
         self._last_write: dict[RunKey, float] = {}
         self._timers: dict[RunKey, tuple[datetime, asyncio.TimerHandle]] = {}
         self._failures: dict[RunKey, int] = {}
+        # Runs whose last pass failed: a write whose answer was lost may have landed, so the
+        # cached run may be behind the server; the next pass reads it first.
+        self._unsure: set[RunKey] = set()
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -190,6 +193,7 @@ class Reconciler:
         self._cancel_timer(key)
         self._cancel_cooldown(key)
         self._failures.pop(key, None)
+        self._unsure.discard(key)
         self._parsed.pop(key, None)
         self._dirty.discard(key)
         self._metrics.forget_run(key)
@@ -297,6 +301,7 @@ class Reconciler:
         except Exception as exc:
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
+            self._unsure.add(key)
             delay = min(RETRY_BASE_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS)
             self._metrics.reconcile_errors.inc()
             extra = {"run": f"{key[0]}/{key[1]}"}
@@ -326,6 +331,8 @@ class Reconciler:
     # ------------------------------------------------------------ one pass
 
     async def reconcile(self, key: RunKey) -> None:
+        if key in self._unsure:
+            await self._reread_run(key)
         body = self._cache.run(key)
         if body is None:
             self.forget(key)
@@ -371,6 +378,16 @@ class Reconciler:
                 (planned - began) * 1000, len(decision.result.actions),
                 (time.perf_counter() - planned) * 1000, extra={"run": f"{key[0]}/{key[1]}"},
             )  # fmt: skip
+
+    async def _reread_run(self, key: RunKey) -> None:
+        """After a failed pass, read the run from the API: planning from a status older than
+        one we wrote (its answer lost) would start again an attempt that status recorded."""
+        found = await self._kube.get_run(*key)
+        self._unsure.discard(key)
+        if found is None:
+            self._cache.remove_run(key)
+        else:
+            self._cache.put_run(found)
 
     def _follow_user_writes(self, key: RunKey, planned_from: Mapping[str, Any]) -> None:
         """Plan again when the run now cached carries user inputs this pass did not see.

@@ -423,3 +423,22 @@ def test_a_pass_that_writes_no_status_does_not_pause(h: Harness) -> None:
 
     asyncio.run(scenario())
     assert calls(h, "patch_run_status") == []
+
+
+def test_a_pass_after_a_lost_status_answer_reads_the_run_before_planning(h: Harness) -> None:
+    key = h.create_run(run_body(nodes=[{"name": "a", "retry": {"limit": 1}}]))
+    written = h.kube.patch_run_status
+
+    async def lands_then_times_out(namespace: str, name: str, patch: Any) -> dict[str, Any]:
+        await written(namespace, name, patch)
+        raise status_error(504, "Timeout")
+
+    h.kube.patch_run_status = lands_then_times_out  # type: ignore[method-assign]
+    h.reconcile_safely(key)  # creates r1-a-1; the status recording it lands, its answer is lost
+    h.kube.patch_run_status = written  # type: ignore[method-assign]
+    assert h.status(key)["nodes"]["a"]["job"] == "r1-a-1"
+    # Deleted by hand; the watch shows the deletion before the run's own event.
+    h.cache.remove_job(h.kube.jobs.pop(("ns", "r1-a-1")))
+    h.reconcile_safely(key)
+    assert calls(h, "create_job") == [("create_job", "r1-a-1")]  # never a second r1-a-1
+    assert h.status(key)["nodes"]["a"]["phase"] == "Retrying"  # the deleted attempt failed
