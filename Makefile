@@ -10,8 +10,9 @@ BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.installed
 
 .PHONY: help
-help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+help: ## list targets (the README's two commands first)
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort \
+	  | awk -F':.*## ' '/^(demo|test):/ {printf "  %-18s %s\n", $$1, $$2; next} {rest = rest sprintf("  %-18s %s\n", $$1, $$2)} END {printf "%s", rest}'
 
 $(VENV_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +24,11 @@ $(VENV_STAMP): pyproject.toml requirements.lock
 venv: $(VENV_STAMP) ## create the virtualenv with pinned dependencies
 
 .PHONY: lint
-lint: venv ## ruff and mypy --strict on operator/kdag
+lint: venv ## ruff, mypy --strict on operator/kdag, and the import layers (lint-imports)
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 .PHONY: crds
 crds: venv ## regenerate crds/ from the pydantic models

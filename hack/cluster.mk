@@ -1,4 +1,4 @@
-# Local Kubernetes control plane for tests, demo and benchmarks (issue 3,
+# Local Kubernetes control plane for tests, demo and benchmarks (see
 # docs/local-cluster.md). Binaries live in a cache outside the clone.
 
 .PHONY: cluster-bins

@@ -1,4 +1,4 @@
-# The kdag operator against a cluster (issue 4, docs/operator.md).
+# The kdag operator against a cluster (docs/operator.md).
 
 .PHONY: run
 run: venv ## run kdag-operator against the current KUBECONFIG (all namespaces)
