@@ -151,4 +151,25 @@ def test_metric_labels_never_carry_run_or_node_names(
     assert "distinctive-node-name" not in values
     assert namespace not in values
     label_names = {k for s in series for k in s["metric"]}
-    assert label_names <= {"__name__", "job", "instance", "phase", "verb", "resource", "code", "le"}
+    assert label_names <= {
+        *("__name__", "job", "instance", "phase", "verb", "resource", "code", "le"),
+        *("version", "python_version"),  # kdag_build_info's, one series
+    }
+
+
+def test_the_operators_metrics_pass_promtool(cluster: Cluster, namespace: str) -> None:
+    operator = ensure_operator(cluster)
+    apply(namespace, workflow("promtool", [{"name": "a"}]))
+    wait_phase(namespace, create(namespace, run_of("promtool")), "Succeeded")
+    promtool = shutil.which("promtool")
+    assert promtool, "Debian's prometheus (with promtool) is not installed: run `make test-deps`"
+    text = operator.metrics()
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout + checked.stderr == ""  # no lint warnings either
+    assert 'kdag_build_info{python_version="' in text
+    assert "process_resident_memory_bytes" in text
+    assert "python_gc_objects_collected_total" in text
+    assert "_created" not in text

@@ -7,11 +7,23 @@ run in memory and summed, so they stay right however runs come and go.
 
 from __future__ import annotations
 
+import platform
 from collections import Counter as Tally
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    start_http_server,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
+from kdag import __version__
 from kdag.api import NodePhase, RunPhase
 
 # Scheduling and reconciling are fast paths: fine buckets at the low end.
@@ -26,8 +38,23 @@ class Metrics:
     """All of kdag's metrics, on their own registry (tests create as many as they like)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # Counters' `*_created` series double every counter and histogram on /metrics and
+        # mean nothing to kdag's alerts or dashboard.
+        disable_created_metrics()
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # The process (CPU, memory, file descriptors) and the Python runtime (GC, version),
+        # as every Prometheus client exposes them; the default registry's are not used.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build_info = Gauge(
+            "kdag_build_info",
+            "Always 1; the operator's version and Python version as labels.",
+            ["version", "python_version"],
+            registry=r,
+        )
+        self.build_info.labels(version=__version__, python_version=platform.python_version()).set(1)
         self.runs_started = Counter("kdag_runs_started", "Runs that started executing.", registry=r)
         self.runs_finished = Counter(
             "kdag_runs_finished", "Runs that finished, by final phase.", ["phase"], registry=r
