@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from rich.console import Console
 from rich.live import Live
 
+from kdag import __version__
 from kdag.api import API_VERSION, RunPhase, WorkflowRun
 from kdag.cli.cluster import Cluster
 from kdag.cli.lint import lint_files
@@ -48,6 +49,7 @@ def say(text: str, error: bool = False) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubectl kdag", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"kubectl-kdag {__version__}")
     _connection_options(parser, default=None)
     # kubectl users put -n anywhere (`kubectl kdag tree RUN -n prod`), so every command takes
     # the connection options too; SUPPRESS keeps a command's absent option from overwriting

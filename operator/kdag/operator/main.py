@@ -24,6 +24,7 @@ from pydantic import ValidationError
 # runs, their Jobs and pods; Workflows' status and schedules.
 import kdag.operator.handlers
 import kdag.operator.workflows  # noqa: F401
+from kdag import __version__
 from kdag.operator.app import Operator
 from kdag.operator.config import OperatorConfig, kopf_settings
 from kdag.operator.identity import IdentityError
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kdag-operator", description="Run kdag workflows (WorkflowRuns) as Jobs."
     )
+    parser.add_argument("--version", action="version", version=f"kdag-operator {__version__}")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
         "--namespace",

@@ -40,7 +40,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # Counters' `*_created` series double every counter and histogram on /metrics and
         # mean nothing to kdag's alerts or dashboard.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # The process (CPU, memory, file descriptors) and the Python runtime (GC, version),
