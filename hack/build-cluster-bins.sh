@@ -134,11 +134,34 @@ build_kubernetes() {
     k8s.io/kubernetes/cmd/kubectl
 }
 
+# helm's release build stamps, besides its version, its git commit and the Kubernetes
+# version it assumes when no cluster is asked (`helm template` without --kube-version, and
+# `helm lint`'s deprecation checks): the client-go minor it is built with, as helm's own
+# Makefile derives it. Without them it assumes 1.20 and refuses charts that need newer.
+# A helm built without them (an older cache) is rebuilt.
+HELM_STAMP="${KDAG_BIN}/.helm-release-ldflags"
 build_helm() {
-  have helm && return 0
+  have helm && [[ -e "$HELM_STAMP" ]] && return 0
+  local dir="${SRC_DIR}/helm-${HELM_VERSION}" commit client_go major minor
+  wrapper_module "$dir" helm.sh/helm/v3 "${HELM_VERSION}"
+  (cd "$dir" && go get "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}")
+  commit=$(cd "$dir" && go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" |
+    sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p')
+  client_go=$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/client-go) # v0.34.2
+  client_go=${client_go#v}
+  major=$((${client_go%%.*} + 1))
+  minor=$(cut -d. -f2 <<<"$client_go")
+  rm -f "${KDAG_BIN}/helm"
   component helm helm.sh/helm/v3 "${HELM_VERSION}" \
-    "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} \
+     -X helm.sh/helm/v3/internal/version.gitCommit=${commit} \
+     -X helm.sh/helm/v3/internal/version.gitTreeState=clean \
+     -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=${major} \
+     -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${minor} \
+     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=${major} \
+     -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${minor}" \
     helm.sh/helm/v3/cmd/helm
+  touch "$HELM_STAMP"
 }
 
 # Only on request (`build-cluster-bins.sh kind`): the e2e tests need it, and

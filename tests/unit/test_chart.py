@@ -642,3 +642,11 @@ def test_chart_refuses_old_kubernetes() -> None:
     # The approval policy needs admissionregistration.k8s.io/v1 (Kubernetes 1.30).
     proc = helm("template", RELEASE, str(CHART), "--kube-version", "1.29.0", check=False)
     assert proc.returncode != 0 and "kubeVersion" in proc.stderr
+
+
+def test_the_cached_helm_renders_the_chart_without_kube_version_like_a_released_helm() -> None:
+    # A helm built without its release ldflags assumes Kubernetes 1.20 and refuses the chart.
+    proc = helm("template", RELEASE, str(CHART), check=False)
+    assert proc.returncode == 0, proc.stderr
+    version = helm("version", "--template", "{{ .GitCommit }}").stdout
+    assert len(version) == 40, version
