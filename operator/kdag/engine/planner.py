@@ -877,6 +877,7 @@ class _Planner:
                 ns.skip_reason = SkipReason.STOPPED
                 ns.message = reason
                 ns.reason = None
+                ns.refusals = None
                 ns.finished_at = self.now_iso
                 ns.ready_at = None
                 ns.next_attempt_at = None

@@ -97,6 +97,16 @@ def test_a_suspended_run_with_a_refused_node_does_not_spin() -> None:
     assert result.requeue_at is None  # woken by resume, not by a timer in the past
 
 
+def test_a_refused_node_skipped_after_a_failure_forgets_its_refusal() -> None:
+    world = World(workflow(nodes=FAN), job_quota=2)
+    world.step()
+    world.finish("fan[a]", FAIL)
+    world.step()
+    node = world.node("fan[c]")
+    assert node.phase is NodePhase.SKIPPED
+    assert (node.reason, node.refusals, node.next_attempt_at) == (None, None, None)
+
+
 def test_without_job_cleanup_a_quota_bound_fan_out_waits_queued_for_room() -> None:
     world = World(workflow(nodes=FAN), job_quota=2)
     world.step()
