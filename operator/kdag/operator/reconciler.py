@@ -527,13 +527,13 @@ class Reconciler:
         so the status is written in this pass rather than never.
         """
         run = decision.run
-        deleted = await self._apply_job_actions(key, run, decision.result.actions, set())
-        refused = {name: message for name, message in deleted.items() if message is not None}
+        handled = await self._apply_job_actions(key, run, decision.result.actions, set())
+        refused = {name: message for name, message in handled.items() if message is not None}
         if not refused:
             return decision
         decision = await planning(refused)
         # The replan makes nothing (it knows there is no room) and repeats the deletes.
-        await self._apply_job_actions(key, run, decision.result.actions, set(deleted))
+        await self._apply_job_actions(key, run, decision.result.actions, set(handled))
         return decision
 
     async def _apply_job_actions(
