@@ -269,12 +269,10 @@ def test_defaults_render_the_operator_cluster_wide_and_unpeered() -> None:
 
 
 def test_job_retention_and_output_budget_reach_the_operator() -> None:
-    docs = render(
-        ["--set", "operator.jobRetentionPolicy=Delete", "--set", "operator.maxRunOutputBytes=65536"]
-    )
+    docs = render({"operator": {"jobRetentionPolicy": "Delete", "maxRunOutputBytes": 2000000}})
     args = container(docs)["args"]
     assert "--job-retention-policy=Delete" in args
-    assert "--max-run-output-bytes=65536" in args
+    assert "--max-run-output-bytes=2000000" in args
 
 
 def test_pod_is_locked_down() -> None:
