@@ -54,7 +54,7 @@ from kdag.engine.validation import borrowed_account_problems, resolve_params, va
 
 _MAX_PASSES = 64
 # A Job the API server refuses for now (a full ResourceQuota) is tried again after 1 s,
-# 2 s, 4 s, ... at most 30 s; finished Jobs freeing the quota wake the run sooner.
+# 2 s, 4 s, ... at most 30 s: the quota frees as Jobs are deleted, which the run cannot see.
 REFUSAL_BACKOFF_SECONDS = 1
 REFUSAL_MAX_BACKOFF_SECONDS = 30
 JOB_REFUSED = "JobRefused"
