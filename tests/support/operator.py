@@ -235,6 +235,25 @@ def _as_list(manifests: Iterable[Mapping[str, Any]]) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(manifests)})
 
 
+def limit_jobs(namespace: str, count: int, name: str = "jobs") -> None:
+    """A count/jobs.batch ResourceQuota of `count`, waited on until it is enforced."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": name},
+        "spec": {"hard": {"count/jobs.batch": str(count)}},
+    }
+    apply(namespace, quota)
+    # Enforced once the quota controller has filled in what is used.
+    wait_for(
+        lambda: (
+            kubectl_json("get", "resourcequota", name, "-n", namespace).get("status") or {}
+        ).get("used"),
+        timeout=30,
+        what="the ResourceQuota to be in force",
+    )
+
+
 def get_run(namespace: str, name: str) -> dict[str, Any]:
     found: dict[str, Any] = kubectl_json("get", "workflowrun", name, "-n", namespace)
     return found

@@ -262,8 +262,17 @@ def test_defaults_render_the_operator_cluster_wide_and_unpeered() -> None:
         "--liveness=http://0.0.0.0:8081/healthz",
         "--log-format=json",
         "--max-nodes=10000",
+        "--job-retention-policy=Retain",
+        "--max-run-output-bytes=262144",
     ]
     assert one(docs, "ServiceAccount")["metadata"]["name"] == "kdag"
+
+
+def test_job_retention_and_output_budget_reach_the_operator() -> None:
+    docs = render({"operator": {"jobRetentionPolicy": "Delete", "maxRunOutputBytes": 2000000}})
+    args = container(docs)["args"]
+    assert "--job-retention-policy=Delete" in args
+    assert "--max-run-output-bytes=2000000" in args
 
 
 def test_pod_is_locked_down() -> None:
@@ -621,6 +630,8 @@ def test_admission_policy_cel_parses() -> None:
         (["--set", "image.nosuchfield=x"], "nosuchfield"),
         (["--set", "watchNamespaces[0]=Not_A_Namespace"], "watchNamespaces"),
         (["--set", "operator.logFormat=xml"], "logFormat"),
+        (["--set", "operator.jobRetentionPolicy=Sometimes"], "jobRetentionPolicy"),
+        (["--set", "operator.maxRunOutputBytes=-1"], "maxRunOutputBytes"),
         (["--set", "admissionPolicy.validationActions[0]=Block"], "validationActions"),
         (["--set", "prometheusRule.approvalPendingFor=soon"], "approvalPendingFor"),
     ],

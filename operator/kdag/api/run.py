@@ -129,13 +129,26 @@ class NodeStatus(StatusModel):
         default=None, description="When the node's dependencies were done."
     )
     next_attempt_at: str | None = Field(
-        default=None, description="When a Retrying node starts its next attempt."
+        default=None,
+        description="When a Retrying node starts its next attempt, or a Queued node whose "
+        "Job the API server refused for now (a full ResourceQuota) tries again.",
+    )
+    refusals: int | None = Field(
+        default=None,
+        description="Times the API server refused to create this node's Job for now (e.g. a "
+        "full ResourceQuota) since it was last started; these are not attempts.",
     )
     exit_code: int | None = Field(default=None, description="Exit code of the last attempt.")
     outputs: dict[str, str] | None = Field(
         default=None, description="Outputs from the container's termination message."
     )
     message: str | None = Field(default=None, description="Why the node is in its phase.")
+    reason: str | None = Field(
+        default=None,
+        description="A machine-readable reason for the node's phase, when there is one: "
+        "OutputTooLarge (its outputs would exceed the run's output budget), JobRefused (Queued: "
+        "the API server refused its Job for now).",
+    )
     skip_reason: SkipReason | None = Field(default=None, description="Why the node was skipped.")
     approved_by: str | None = Field(default=None, description="Who approved the gate.")
     rejected_by: str | None = Field(default=None, description="Who rejected the gate.")

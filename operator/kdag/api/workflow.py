@@ -261,6 +261,14 @@ class WorkflowSpec(SpecModel):
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, description="Finished runs of this workflow are deleted after this."
     )
+    job_retention_policy: Literal["Retain", "DeleteSucceeded", "Delete"] | None = Field(
+        default=None,
+        description="What happens to a node's finished Jobs once their result is recorded in "
+        "the run's status: Retain keeps them (until the run is deleted); DeleteSucceeded "
+        "deletes succeeded ones and keeps failed ones for their logs; Delete deletes every "
+        "finished Job. Deleting frees a count/jobs.batch ResourceQuota for the run's next "
+        "nodes. Unset: the operator's --job-retention-policy (default Retain).",
+    )
 
     @property
     def finally_nodes(self) -> list[NodeSpec]:

@@ -31,6 +31,11 @@ ANNOTATION_READY_AT = "kdag.dev/ready-at"
 
 SERVICE_ACCOUNT_USER = "system:serviceaccount"
 
+JobRetentionPolicy = Literal["Retain", "DeleteSucceeded", "Delete"]
+# Bytes of outputs (compact JSON) one run may keep in its status: with 5,000 nodes the run
+# object still stays under 1 MiB (docs/limits.md).
+DEFAULT_OUTPUT_BUDGET = 256 * 1024
+
 
 @dataclass(frozen=True)
 class ServiceAccountRef:
@@ -73,6 +78,10 @@ class RunContext:
     problem: str | None = None
     max_nodes: int = 10_000
     operator_account: ServiceAccountRef | None = None
+    # Operator-wide defaults a workflow may override (--job-retention-policy) or not
+    # (--max-run-output-bytes).
+    job_retention_policy: JobRetentionPolicy = "Retain"
+    output_budget: int = DEFAULT_OUTPUT_BUDGET
 
 
 class JobState(StrEnum):
@@ -102,9 +111,15 @@ class JobObservation:
 
 @dataclass(frozen=True)
 class Observed:
-    """Everything observed about a run's Jobs, keyed by Job name."""
+    """Everything observed about a run's Jobs, keyed by Job name.
+
+    `refused` holds the Jobs of this pass that the API server refused to create for now
+    (a full ResourceQuota), by name, with its message: the planner keeps those nodes Queued
+    and, while any create is refused, creates nothing else in the pass.
+    """
 
     jobs: Mapping[str, JobObservation] = field(default_factory=dict)
+    refused: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

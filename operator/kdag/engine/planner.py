@@ -22,7 +22,7 @@ from kdag.api import (
     SkipReason,
     WorkflowRunStatus,
 )
-from kdag.engine import conditions, jobs, names, templating
+from kdag.engine import budget, conditions, jobs, names, templating
 from kdag.engine.defaults import effective_node
 from kdag.engine.graph import graph_of
 from kdag.engine.model import (
@@ -33,6 +33,7 @@ from kdag.engine.model import (
     CreateJob,
     DeleteJob,
     EmitEvent,
+    JobRetentionPolicy,
     JobState,
     Observed,
     PlanResult,
@@ -52,6 +53,12 @@ from kdag.engine.timeutil import format_duration, parse_iso, to_iso, to_iso_prec
 from kdag.engine.validation import borrowed_account_problems, resolve_params, validate_workflow
 
 _MAX_PASSES = 64
+# A Job the API server refuses for now (a full ResourceQuota) is tried again after 1 s,
+# 2 s, 4 s, ... at most 30 s: the quota frees as Jobs are deleted, which the run cannot see.
+REFUSAL_BACKOFF_SECONDS = 1
+REFUSAL_MAX_BACKOFF_SECONDS = 30
+JOB_REFUSED = "JobRefused"
+OUTPUT_TOO_LARGE = "OutputTooLarge"
 
 
 def plan(
@@ -64,6 +71,43 @@ def plan(
 def retry_delay(backoff_seconds: int, factor: float, max_backoff: int, retry: int) -> float:
     """Seconds before retry number `retry` (1-based): min(backoff * factor^(n-1), max)."""
     return float(min(backoff_seconds * factor ** (retry - 1), max_backoff))
+
+
+def retention_policy(status: WorkflowRunStatus, default: JobRetentionPolicy) -> JobRetentionPolicy:
+    """The run's jobRetentionPolicy: its workflow's, else the operator's default."""
+    workflow = status.workflow
+    if workflow is not None and workflow.job_retention_policy is not None:
+        return workflow.job_retention_policy
+    return default
+
+
+def recorded_jobs_to_delete(
+    status: WorkflowRunStatus, observed: Observed, policy: JobRetentionPolicy
+) -> list[DeleteJob]:
+    """Finished Jobs whose result `status` already records, that the policy deletes.
+
+    Only a status that is stored may be trusted with a Job's result: the planner passes the
+    status it was given (written by an earlier pass), never the one it is computing, so a
+    Job is deleted only after its outputs and exit code are safe. Its node is past Running
+    by then, so the next pass never takes the missing Job for one deleted by hand.
+    """
+    if policy == "Retain":
+        return []
+    nodes = status.nodes or {}
+    deletes = []
+    for name, job in observed.jobs.items():
+        if job.deleting or job.state is JobState.ACTIVE:
+            continue
+        if policy == "DeleteSucceeded" and job.state is not JobState.SUCCEEDED:
+            continue
+        ns = nodes.get(job.instance)
+        if ns is None or not ns.attempt:
+            continue
+        if job.attempt < ns.attempt or (
+            job.attempt == ns.attempt and ns.phase is not NodePhase.RUNNING
+        ):
+            deletes.append(DeleteJob(name, f"its result is recorded (jobRetentionPolicy {policy})"))
+    return deletes
 
 
 @dataclass(frozen=True)
@@ -134,6 +178,9 @@ class _Planner:
         self.by_template: dict[str, list[str]] = {}
         # Answers a rerun removes: ignored in this pass, gone from the run by the next one.
         self.consumed_answers: set[str] = set()
+        # Bytes of outputs the run's status holds, counted when first needed.
+        self.outputs_used: int | None = None
+        self.refused: list[str] = []
 
     # ----------------------------------------------------------------- entry point
 
@@ -163,8 +210,11 @@ class _Planner:
             self._schedule()
             if not self.start_failures:
                 break
+        self._report_refusals()
         self._finish()
-        return PlanResult(self.status, self.actions, self._requeue_at())
+        cleanup_due = self._clean_up_jobs()
+        requeue_at = self.now if cleanup_due else self._requeue_at()
+        return PlanResult(self.status, self.actions, requeue_at)
 
     # ----------------------------------------------------------------- starting
 
@@ -177,7 +227,9 @@ class _Planner:
         workflow = self.ctx.workflow
         if workflow is None:
             return [Problem("spec", "set workflowRef or an inline workflow")]
-        problems = validate_workflow(workflow, max_nodes=self.ctx.max_nodes)
+        problems = validate_workflow(
+            workflow, max_nodes=self.ctx.max_nodes, output_budget=self.ctx.output_budget
+        )
         problems += borrowed_account_problems(
             workflow, self.ctx.namespace, self.ctx.operator_account
         )
@@ -458,6 +510,10 @@ class _Planner:
                 f"{self.ctx.max_nodes} nodes per run",
             )
             return
+        too_big = self._expansion_too_big(len(items))
+        if too_big is not None:
+            self._finish_node(name, NodePhase.FAILED, f"forEachFrom: {too_big}")
+            return
         if not items:
             self.nodes[name] = self._no_items_status()
             return
@@ -472,6 +528,19 @@ class _Planner:
         self.views = None
         for key in keys:
             self._advance_pending(key, self.nodes[key], deps)
+
+    def _expansion_too_big(self, count: int) -> str | None:
+        """Why `count` more instances would let the run's object outgrow the API server's
+        limit (with its output budget filled), or None."""
+        named = sum(1 for ns in self.nodes.values() if ns.index is None) - 1
+        instances = len(self.nodes) - 1 - named + count
+        size = budget.fixed_bytes(self.workflow, named, instances) + self.ctx.output_budget
+        if size <= budget.MAX_RUN_OBJECT_BYTES:
+            return None
+        return (
+            f"{count} items would make the run's object about {size // 1024} KiB with its "
+            f"output budget, more than the {budget.MAX_RUN_OBJECT_BYTES // 1024} KiB it may take"
+        )
 
     # ----------------------------------------------------------------- approvals
 
@@ -519,10 +588,16 @@ class _Planner:
         finished = to_iso(job.finished_at) if job.finished_at else self.now_iso
         if job.state is JobState.SUCCEEDED:
             outputs, note = parse_outputs(job.termination_message)
-            ns.outputs = outputs
             exit_code = job.exit_code if job.exit_code is not None else 0
             # Fan-out instances stay compact: thousands of them share one run object.
             ns.exit_code = exit_code if ns.index is None or exit_code else None
+            over = self._over_output_budget(outputs)
+            if over is not None:
+                # Not retried: another attempt would print the same outputs.
+                self._finish_node(key, NodePhase.FAILED, over, finished_at=finished)
+                ns.reason = OUTPUT_TOO_LARGE
+                return
+            ns.outputs = outputs
             self._finish_node(key, NodePhase.SUCCEEDED, note, finished_at=finished)
             if job.seen_at is not None:
                 self.done_seen[key] = job.seen_at
@@ -536,6 +611,24 @@ class _Planner:
             job.exit_code,
             finished,
         )
+
+    def _over_output_budget(self, outputs: dict[str, str] | None) -> str | None:
+        """Why storing `outputs` would exceed the run's output budget, or None (and then
+        they are counted as stored)."""
+        size = budget.output_bytes(outputs)
+        if not size:
+            return None
+        if self.outputs_used is None:
+            self.outputs_used = sum(budget.output_bytes(ns.outputs) for ns in self.nodes.values())
+        total = self.outputs_used + size
+        if total > self.ctx.output_budget:
+            return (
+                f"{OUTPUT_TOO_LARGE}: its outputs ({size} bytes) would bring the run's outputs "
+                f"to {total} bytes, over its budget of {self.ctx.output_budget} bytes "
+                "(--max-run-output-bytes); they were not recorded"
+            )
+        self.outputs_used = total
+        return None
 
     def _attempt_failed(
         self,
@@ -580,6 +673,8 @@ class _Planner:
         ns.finished_at = finished_at or self.now_iso
         ns.next_attempt_at = None
         ns.ready_at = None
+        ns.reason = None
+        ns.refusals = None
         if phase in (NodePhase.FAILED, NodePhase.TIMED_OUT):
             self._event("Warning", f"Node{phase}", f"node {key} {_phase_verb(phase)}: {message}")
 
@@ -601,11 +696,22 @@ class _Planner:
         for key in queued:
             if active >= limit:
                 break
+            due = self.nodes[key].next_attempt_at
+            if due and parse_iso(due) > self.now:
+                continue  # its Job was refused for now: it backs off
             if self._start_node(key):
                 active += 1
 
     def _start_node(self, key: str) -> bool:
         ns = self.nodes[key]
+        if self.observed.refused:
+            # The namespace has no room for Jobs now: adopt what this pass made, make nothing.
+            name = names.job_name(self.ctx.name, key, (ns.attempt or 0) + 1)
+            if name not in self.observed.jobs:
+                refusal = self.observed.refused.get(name)
+                if refusal is not None:
+                    self._refuse(key, ns, refusal)
+                return False
         node = effective_node(self.workflow, self.specs[template_of(key)])
         ctx = self._template_context(_item_of(key, ns))
         try:
@@ -647,10 +753,47 @@ class _Planner:
         ns.started_at = ns.started_at or self.now_iso
         ns.ready_at = None
         ns.message = None
+        ns.reason = None
+        ns.refusals = None
+        ns.next_attempt_at = None
         ns.exit_code = None
         if existing is not None and existing.state is not JobState.ACTIVE:
             self.start_failures = True  # adopted a finished Job: observe it in another pass
         return True
+
+    def _refuse(self, key: str, ns: NodeStatus, message: str) -> None:
+        """Its Job was refused for now: stay Queued, back off, and say why. Not an attempt."""
+        refusals = (ns.refusals or 0) + 1
+        delay = retry_delay(REFUSAL_BACKOFF_SECONDS, 2, REFUSAL_MAX_BACKOFF_SECONDS, refusals)
+        ns.refusals = refusals
+        ns.reason = JOB_REFUSED
+        ns.next_attempt_at = to_iso(self.now + timedelta(seconds=math.ceil(delay)))
+        ns.message = f"the API server refused its Job for now: {message}"
+        self.refused.append(key)
+
+    def _report_refusals(self) -> None:
+        if self.refused:
+            message = self.observed.refused[next(iter(self.observed.refused))]
+            self._event(
+                "Warning",
+                JOB_REFUSED,
+                f"{len(self.refused)} Job(s) refused for now, trying again with backoff "
+                f"({short_list(self.refused)}): {message}",
+            )
+
+    def _clean_up_jobs(self) -> bool:
+        """Delete the finished Jobs the stored status already records (jobRetentionPolicy);
+        True when this pass records more, which the next pass is to delete."""
+        policy = retention_policy(self.status, self.ctx.job_retention_policy)
+        if policy == "Retain":
+            return False
+        deleting = set()
+        if self.old.workflow is not None:
+            for action in recorded_jobs_to_delete(self.old, self.observed, policy):
+                self.actions.append(action)
+                deleting.add(action.name)
+        pending = recorded_jobs_to_delete(self.status, self.observed, policy)
+        return any(action.name not in deleting for action in pending)
 
     def _job_of(self, key: str, ns: NodeStatus) -> str | None:
         """The Job of the node's current attempt (fan-out instances don't store it)."""
@@ -733,8 +876,11 @@ class _Planner:
                 ns.phase = NodePhase.SKIPPED
                 ns.skip_reason = SkipReason.STOPPED
                 ns.message = reason
+                ns.reason = None
+                ns.refusals = None
                 ns.finished_at = self.now_iso
                 ns.ready_at = None
+                ns.next_attempt_at = None
             elif ns.phase is NodePhase.RETRYING:
                 self._finish_node(
                     key,
@@ -789,6 +935,12 @@ class _Planner:
         for key, ns in self.nodes.items():
             if ns.phase is NodePhase.RETRYING and ns.next_attempt_at:
                 times.append(parse_iso(ns.next_attempt_at))
+            elif ns.phase is NodePhase.QUEUED and ns.next_attempt_at:
+                # Only a future time: a refused node that is due but waits for a slot (or
+                # for the run to resume) is started by the pass that frees it.
+                due = parse_iso(ns.next_attempt_at)
+                if due > self.now:
+                    times.append(due)
             elif ns.phase is NodePhase.WAITING_FOR_APPROVAL and ns.started_at:
                 approval = self.specs[template_of(key)].approval
                 if approval is not None and approval.timeout_seconds:

@@ -15,10 +15,10 @@ from typing import Any
 from croniter import croniter
 
 from kdag.api import NodeSpec, WorkflowSpec
-from kdag.engine import conditions, templating
+from kdag.engine import budget, conditions, templating
 from kdag.engine.defaults import effective_node
 from kdag.engine.graph import build_graph, structure_problems
-from kdag.engine.model import ServiceAccountRef
+from kdag.engine.model import DEFAULT_OUTPUT_BUDGET, ServiceAccountRef
 from kdag.engine.problems import Problem
 from kdag.engine.quantities import is_quantity
 
@@ -31,7 +31,10 @@ def node_count(workflow: WorkflowSpec) -> int:
 
 
 def validate_workflow(
-    workflow: WorkflowSpec, *, max_nodes: int = DEFAULT_MAX_NODES
+    workflow: WorkflowSpec,
+    *,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    output_budget: int = DEFAULT_OUTPUT_BUDGET,
 ) -> list[Problem]:
     """All problems of the workflow; an empty list means it can run."""
     problems = structure_problems(workflow)
@@ -41,6 +44,8 @@ def validate_workflow(
         problems.append(
             Problem("nodes", f"{count} nodes after fan-out, more than the maximum of {max_nodes}")
         )
+    else:
+        problems.extend(_size_problems(workflow, count, output_budget))
     graph = None if problems_block_graph(problems) else build_graph(workflow)
     declared = {p.name for p in workflow.params or []}
     main_names = {n.name for n in workflow.nodes}
@@ -57,6 +62,29 @@ def validate_workflow(
     if workflow.schedule is not None:
         problems.extend(_schedule_problems(workflow))
     return sorted(set(problems), key=lambda p: (p.path, p.message))
+
+
+def _size_problems(workflow: WorkflowSpec, count: int, output_budget: int) -> Iterator[Problem]:
+    """A run whose status could outgrow what the API server stores would stop being
+    recorded mid-run: refuse it before it starts."""
+    size = budget.worst_case_bytes(workflow, output_budget)
+    if size <= budget.MAX_RUN_OBJECT_BYTES:
+        return
+    widest = max(
+        (n for n in workflow.all_nodes if n.for_each is not None),
+        key=lambda n: len(n.for_each or []),
+        default=None,
+    )
+    section = "finally" if widest is not None and widest not in workflow.nodes else "nodes"
+    path = f"{section}[{widest.name}].forEach" if widest is not None else "nodes"
+    outputs = min(output_budget, count * budget.TERMINATION_MESSAGE_BYTES)
+    yield Problem(
+        path,
+        f"a run of {count} nodes could reach about {size // 1024} KiB ({outputs // 1024} KiB "
+        f"of it outputs), more than the {budget.MAX_RUN_OBJECT_BYTES // 1024} KiB a run object "
+        "may take: fan out over fewer items, split the workflow, or lower the operator's "
+        "--max-run-output-bytes",
+    )
 
 
 def problems_block_graph(problems: list[Problem]) -> bool:

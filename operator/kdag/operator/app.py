@@ -46,6 +46,8 @@ class Operator:
             events,
             max_nodes=config.max_nodes,
             operator_account=kube.operator_account,
+            job_retention_policy=config.job_retention_policy,
+            output_budget=config.max_run_output_bytes,
             workers=config.reconcile_workers,
             resync_seconds=config.resync_seconds,
         )

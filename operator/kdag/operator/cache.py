@@ -138,6 +138,18 @@ class Cache:
         key = (observed.namespace, observed.run)
         self._run_jobs(key).jobs[observed.observation.name] = observed
 
+    def mark_deleting(self, key: RunKey, name: str) -> None:
+        """A Job the operator deleted: seen as deleting until its DELETED event removes it
+        (a Job that never existed, refused for good, has no such event: it goes now)."""
+        run_jobs = self._jobs.get(key)
+        job = run_jobs.jobs.get(name) if run_jobs else None
+        if job is None or run_jobs is None:
+            return
+        if not job.uid:
+            del run_jobs.jobs[name]
+            return
+        run_jobs.jobs[name] = replace(job, observation=replace(job.observation, deleting=True))
+
     def remove_job(self, job: Mapping[str, Any]) -> RunKey | None:
         """Forget a deleted Job; return its run, or None when it was not the cached one."""
         observed = observe_job(job)

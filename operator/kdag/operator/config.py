@@ -9,6 +9,7 @@ import kopf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kdag.api import GROUP, RUNS, VERSION
+from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 
 RUNS_RESOURCE = (GROUP, VERSION, RUNS)
 JOBS_RESOURCE = ("batch", "v1", "jobs")
@@ -67,6 +68,17 @@ class OperatorConfig(BaseModel):
     verbose: bool = Field(default=False, description="Debug logging.")
     max_nodes: int = Field(
         default=10_000, ge=1, description="Most nodes (after fan-out) one run may have."
+    )
+    job_retention_policy: Literal["Retain", "DeleteSucceeded", "Delete"] = Field(
+        default="Retain",
+        description="What happens to a node's finished Jobs once their result is recorded, for "
+        "workflows that do not set jobRetentionPolicy.",
+    )
+    max_run_output_bytes: int = Field(
+        default=DEFAULT_OUTPUT_BUDGET,
+        ge=0,
+        description="Bytes of node outputs one run may keep in its status; a node whose "
+        "outputs would exceed it fails with reason OutputTooLarge.",
     )
     # More workers than API threads: a pass mostly waits on the API (Job create, status
     # patch), and with fewer workers than threads a busy cluster left API threads idle while

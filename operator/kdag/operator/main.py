@@ -25,6 +25,7 @@ from pydantic import ValidationError
 import kdag.operator.handlers
 import kdag.operator.workflows  # noqa: F401
 from kdag import __version__
+from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.operator.app import Operator
 from kdag.operator.config import OperatorConfig, kopf_settings
 from kdag.operator.identity import IdentityError
@@ -94,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="most nodes (after fan-out) a run may have; default 10000",
     )
     parser.add_argument(
+        "--job-retention-policy",
+        choices=("Retain", "DeleteSucceeded", "Delete"),
+        default=_env("JOB_RETENTION_POLICY", "Retain"),
+        help="what happens to a node's finished Jobs once their result is recorded, for "
+        "workflows that do not set jobRetentionPolicy: Retain, DeleteSucceeded or Delete "
+        "(frees a count/jobs.batch quota); default Retain",
+    )
+    parser.add_argument(
+        "--max-run-output-bytes",
+        type=int,
+        default=int(_env("MAX_RUN_OUTPUT_BYTES", str(DEFAULT_OUTPUT_BUDGET)) or 0),
+        help="bytes of node outputs one run may keep in its status; a node whose outputs "
+        f"would exceed it fails (OutputTooLarge); default {DEFAULT_OUTPUT_BUDGET}",
+    )
+    parser.add_argument(
         "--resync-seconds",
         type=float,
         default=float(_env("RESYNC_SECONDS", "300") or 300),
@@ -118,6 +134,8 @@ def parse_config(argv: Sequence[str] | None = None) -> OperatorConfig:
             log_format=args.log_format,
             verbose=args.verbose,
             max_nodes=args.max_nodes,
+            job_retention_policy=args.job_retention_policy,
+            max_run_output_bytes=args.max_run_output_bytes,
             resync_seconds=args.resync_seconds,
         )
     except ValidationError as exc:

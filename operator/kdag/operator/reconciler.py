@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -25,19 +25,23 @@ from kdag.api import NodePhase, RunPhase, WorkflowRunStatus, WorkflowSpec
 from kdag.engine import names
 from kdag.engine.model import (
     ANNOTATION_READY_AT,
+    DEFAULT_OUTPUT_BUDGET,
     LABEL_RUN,
+    Action,
     CreateJob,
     DeleteJob,
     EmitEvent,
     JobObservation,
+    JobRetentionPolicy,
     JobState,
     Observed,
     PlanResult,
     RemoveAnnotations,
     ServiceAccountRef,
 )
-from kdag.engine.planner import plan
-from kdag.engine.timeutil import parse_iso
+from kdag.engine.planner import plan, recorded_jobs_to_delete, retention_policy
+from kdag.engine.run_summary import run_conditions
+from kdag.engine.timeutil import parse_iso, to_iso
 from kdag.operator.cache import Cache, RunKey, user_inputs
 from kdag.operator.events import EventSink
 from kdag.operator.kube import KubeApi, KubeError
@@ -59,6 +63,7 @@ RETRY_MAX_SECONDS = 60.0
 # Timers fire a little late rather than early: the planner compares whole-second timestamps.
 TIMER_SLACK_SECONDS = 0.05
 CREATE_FAILED_REASON = "CreateFailed"
+STATUS_TOO_LARGE = "StatusTooLarge"
 
 Clock = Callable[[], datetime]
 
@@ -85,6 +90,8 @@ def decide(
     now: datetime,
     max_nodes: int,
     operator_account: ServiceAccountRef | None = None,
+    job_retention_policy: JobRetentionPolicy = "Retain",
+    output_budget: int = DEFAULT_OUTPUT_BUDGET,
 ) -> Decision:
     """Plan the run and diff the new status against the stored one (pure; runs in a thread)."""
     ctx = run_context(
@@ -93,6 +100,8 @@ def decide(
         workflow_problem=workflow_problem,
         max_nodes=max_nodes,
         operator_account=operator_account,
+        job_retention_policy=job_retention_policy,
+        output_budget=output_budget,
     )
     result = plan(ctx, run.status, observed, now)
     patch = merge_patch(body.get("status") or {}, result.status.to_wire())
@@ -128,9 +137,19 @@ def _resource_version(body: Mapping[str, Any]) -> str:
     return str((body.get("metadata") or {}).get("resourceVersion", ""))
 
 
-def _is_transient(exc: KubeError) -> bool:
-    # A ResourceQuota that is full frees up as other pods finish: wait, don't fail the node.
-    return exc.transient or (exc.status == 403 and "exceeded quota" in exc.body)
+def _is_refused_for_now(exc: KubeError) -> bool:
+    # A ResourceQuota that is full frees up as other Jobs finish or are deleted: the node
+    # waits Queued, it does not fail.
+    return exc.status == 403 and "exceeded quota" in exc.body
+
+
+def _is_too_large(exc: KubeError) -> bool:
+    """The API server (or etcd behind it) will never store this object: retrying the same
+    write cannot succeed."""
+    text = exc.body.lower()
+    return exc.status == 413 or (
+        exc.status in (422, 500) and ("too large" in text or "too long" in text)
+    )
 
 
 class Reconciler:
@@ -143,6 +162,8 @@ class Reconciler:
         *,
         max_nodes: int = 10_000,
         operator_account: ServiceAccountRef | None = None,
+        job_retention_policy: JobRetentionPolicy = "Retain",
+        output_budget: int = DEFAULT_OUTPUT_BUDGET,
         workers: int = 8,
         resync_seconds: float = 0.0,
         clock: Clock = utcnow,
@@ -153,6 +174,8 @@ class Reconciler:
         self._metrics = metrics
         self._events = events
         self._max_nodes = max_nodes
+        self._job_retention_policy: JobRetentionPolicy = job_retention_policy
+        self._output_budget = output_budget
         self._operator_account = operator_account  # no run's pods may use it
         self._worker_count = workers
         self._resync_seconds = resync_seconds
@@ -354,22 +377,29 @@ class Reconciler:
                 self._cache.mark_primed(key)
         workflow, workflow_problem = await self._resolve_workflow(run)
         await self._fill_pod_results(key, run)
-        observed = self._cache.observed(key, run.uid)
         now = self._clock()
         began = time.perf_counter()
-        decision = await self._in_planner(
-            lambda: decide(
-                body,
-                run,
-                observed,
-                workflow,
-                workflow_problem,
-                now,
-                self._max_nodes,
-                self._operator_account,
+
+        async def planning(refused: Mapping[str, str]) -> Decision:
+            observed = replace(self._cache.observed(key, run.uid), refused=refused)
+            return await self._in_planner(
+                lambda: decide(
+                    body,
+                    run,
+                    observed,
+                    workflow,
+                    workflow_problem,
+                    now,
+                    self._max_nodes,
+                    self._operator_account,
+                    self._job_retention_policy,
+                    self._output_budget,
+                )
             )
-        )
+
+        decision = await planning({})
         planned = time.perf_counter()
+        decision = await self._apply_jobs(key, decision, planning)
         await self._apply(key, body, decision, now)
         self._follow_user_writes(key, body)
         if logger.isEnabledFor(logging.DEBUG):
@@ -423,6 +453,7 @@ class Reconciler:
     async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
         """A finished run: only its TTL matters."""
         self._metrics.track_run(key, None, 0)
+        await self._clean_up_settled(key, body)
         self._cache.evict_jobs(key)
         self._parsed.pop(key, None)
         status = body.get("status") or {}
@@ -441,6 +472,18 @@ class Reconciler:
         )
         await self._kube.delete_run(key[0], key[1], str(meta.get("uid", "")))
         self._cancel_timer(key)
+
+    async def _clean_up_settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
+        """The Jobs whose results the run's last pass recorded, which its retention policy
+        deletes: no plan runs for a finished run, so they are deleted here."""
+        if not self._cache.job_names(key):
+            return
+        run = self._parse(key, body)
+        if run.status is None:
+            return
+        policy = retention_policy(run.status, self._job_retention_policy)
+        deletes = recorded_jobs_to_delete(run.status, self._cache.observed(key, run.uid), policy)
+        await asyncio.gather(*(self._delete_job(key, run, action) for action in deletes))
 
     async def _prime(self, key: RunKey, run: ParsedRun) -> None:
         """List the run's Jobs and pods once: the planner must see every Job that exists,
@@ -500,20 +543,54 @@ class Reconciler:
 
     # ------------------------------------------------------------ applying
 
-    async def _apply(
-        self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime
-    ) -> None:
-        run, result = decision.run, decision.result
-        creates = [a for a in result.actions if isinstance(a, CreateJob)]
-        deletes = [a for a in result.actions if isinstance(a, DeleteJob)]
+    async def _apply_jobs(
+        self,
+        key: RunKey,
+        decision: Decision,
+        planning: Callable[[Mapping[str, str]], Awaitable[Decision]],
+    ) -> Decision:
+        """Create and delete the Jobs the plan asks for; return the decision to record.
+
+        When the API server refuses a create for now (a full ResourceQuota), the run is
+        planned again, told which Jobs were refused: the plan to record keeps those nodes
+        Queued with the server's message and a backoff, and adopts the Jobs that were made,
+        so the status is written in this pass rather than never.
+        """
+        run = decision.run
+        handled = await self._apply_job_actions(key, run, decision.result.actions, set())
+        refused = {name: message for name, message in handled.items() if message is not None}
+        if not refused:
+            return decision
+        decision = await planning(refused)
+        # The replan makes nothing (it knows there is no room) and repeats the deletes.
+        await self._apply_job_actions(key, run, decision.result.actions, set(handled))
+        return decision
+
+    async def _apply_job_actions(
+        self, key: RunKey, run: ParsedRun, actions: list[Action], done: set[str]
+    ) -> dict[str, str | None]:
+        """Apply creates and deletes (skipping names in `done`); return every Job name
+        handled, with the API server's message for creates refused for now."""
+        creates = [a for a in actions if isinstance(a, CreateJob) and a.name not in done]
+        deletes = [a for a in actions if isinstance(a, DeleteJob) and a.name not in done]
         outcomes = await asyncio.gather(
             *(self._create_job(key, run, action) for action in creates),
-            *(self._delete_job(run, action) for action in deletes),
+            *(self._delete_job(key, run, action) for action in deletes),
             return_exceptions=True,
         )
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+        handled: dict[str, str | None] = {a.name: None for a in deletes}
+        for action, outcome in zip(creates, outcomes, strict=False):
+            handled[action.name] = outcome if isinstance(outcome, str) else None
+        return handled
+
+    async def _apply(
+        self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime
+    ) -> None:
+        run, result = decision.run, decision.result
+        creates = [a for a in result.actions if isinstance(a, CreateJob)]
         stored = body
         if decision.status_patch:
             writing = time.perf_counter()
@@ -524,6 +601,9 @@ class Reconciler:
             except KubeError as exc:
                 if exc.status == 404:
                     return  # deleted meanwhile; the watch's DELETED event cleans up
+                if _is_too_large(exc):
+                    await self._fail_too_large(key, run, exc, now)
+                    return
                 raise
             self._cache.put_run(stored)
             # Back-pressure: the run pauses for as long as its write took before it plans
@@ -552,15 +632,59 @@ class Reconciler:
         if any(self._failed_create(key, a.name) for a in creates):
             self.enqueue(key)  # let the planner see the Job that could not be created
 
-    async def _create_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> None:
+    async def _fail_too_large(
+        self, key: RunKey, run: ParsedRun, exc: KubeError, now: datetime
+    ) -> None:
+        """A status the API server will never store: retrying it forever would leave the run
+        Running for good. End it Failed with a small write, and stop its Jobs."""
+        message = (
+            "the run's status is too large for the API server to store "
+            f"({exc.api_message}); stopped. Lower the nodes' outputs or the fan-out width, "
+            "or the operator's --max-run-output-bytes"
+        )
+        logger.error("run %s/%s failed: %s", *key, message, extra={"run": f"{key[0]}/{key[1]}"})
+        old = run.status or WorkflowRunStatus()
+        now_iso = to_iso(now)
+        conditions = run_conditions(
+            RunPhase.FAILED, message, False, old.conditions, now_iso, run.generation
+        )
+        patch = {
+            "phase": str(RunPhase.FAILED),
+            "message": message,
+            "finishedAt": now_iso,
+            "conditions": [c.to_wire() for c in conditions],
+        }
+        stored = await self._kube.patch_run_status(run.namespace, run.name, {"status": patch})
+        self._cache.put_run(stored)
+        self._parsed.pop(key, None)
+        active = [
+            DeleteJob(name, "its run's status is too large to store")
+            for name, job in self._cache.observed(key, run.uid).jobs.items()
+            if job.state is JobState.ACTIVE and not job.deleting
+        ]
+        await asyncio.gather(*(self._delete_job(key, run, action) for action in active))
+        self._events.post(stored, EmitEvent("Warning", STATUS_TOO_LARGE, message), now)
+        self._cancel_timer(key)
+
+    async def _create_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> str | None:
+        """Create the Job; the API server's message when it refuses it for now, else None."""
         extra = {"run": f"{run.namespace}/{run.name}", "node": action.instance}
         try:
             created = await self._kube.create_job(run.namespace, action.manifest)
         except KubeError as exc:
             if exc.status == 409 and exc.api_reason == "AlreadyExists":
                 await self._adopt_job(key, run, action)
-                return
-            if _is_transient(exc):
+                return None
+            if _is_refused_for_now(exc):
+                logger.info(
+                    "Job %s for node %s refused for now: %s",
+                    action.name,
+                    action.instance,
+                    exc.api_message,
+                    extra=extra,
+                )
+                return exc.api_message
+            if exc.transient:
                 raise
             # The API refuses this Job for good (invalid podTemplate, forbidden): record it
             # as a failed attempt with the API's reason, so the node's retry policy applies
@@ -589,7 +713,7 @@ class Reconciler:
                     ),
                 )
             )
-            return
+            return None
         self._cache.put_job(created)
         ready_at = ((created.get("metadata") or {}).get("annotations") or {}).get(
             ANNOTATION_READY_AT
@@ -601,6 +725,7 @@ class Reconciler:
             except ValueError:
                 pass
         logger.debug("created Job %s", action.name, extra=extra)
+        return None
 
     async def _adopt_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> None:
         """The Job exists (made before a restart, or by a pass whose status write failed)."""
@@ -618,8 +743,10 @@ class Reconciler:
         job = self._cache.job(key, name)
         return job is not None and job.observation.reason == CREATE_FAILED_REASON
 
-    async def _delete_job(self, run: ParsedRun, action: DeleteJob) -> None:
+    async def _delete_job(self, key: RunKey, run: ParsedRun, action: DeleteJob) -> None:
         await self._kube.delete_job(run.namespace, action.name)
+        # Until the watch shows it gone: the next pass must not ask again.
+        self._cache.mark_deleting(key, action.name)
         logger.info(
             "deleted Job %s: %s",
             action.name,

@@ -13,7 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from kdag.api import RunPhase, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
-from kdag.engine.model import RERUN_ANNOTATION, RunContext, ServiceAccountRef
+from kdag.engine.model import (
+    DEFAULT_OUTPUT_BUDGET,
+    RERUN_ANNOTATION,
+    JobRetentionPolicy,
+    RunContext,
+    ServiceAccountRef,
+)
 
 MAX_REPORTED_ERRORS = 10
 
@@ -130,6 +136,8 @@ def run_context(
     workflow_problem: str | None,
     max_nodes: int,
     operator_account: ServiceAccountRef | None = None,
+    job_retention_policy: JobRetentionPolicy = "Retain",
+    output_budget: int = DEFAULT_OUTPUT_BUDGET,
 ) -> RunContext:
     """The planner's view of the run. `workflow` matters only before the snapshot is taken."""
     if run.workflow_ref is None:
@@ -146,4 +154,6 @@ def run_context(
         problem=run.problem or workflow_problem,
         max_nodes=max_nodes,
         operator_account=operator_account,
+        job_retention_policy=job_retention_policy,
+        output_budget=output_budget,
     )

@@ -31,6 +31,7 @@ import kopf
 from pydantic import ValidationError
 
 from kdag.api import GROUP, VERSION, WORKFLOWS, RunPhase, ScheduleSpec, WorkflowSpec
+from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.engine.problems import describe
 from kdag.engine.schedule import (
     CronSchedule,
@@ -182,12 +183,14 @@ class Validity:
         return self.message is None
 
 
-def check_workflow(raw_spec: Mapping[str, Any], *, max_nodes: int) -> Validity:
+def check_workflow(
+    raw_spec: Mapping[str, Any], *, max_nodes: int, output_budget: int = DEFAULT_OUTPUT_BUDGET
+) -> Validity:
     try:
         spec = WorkflowSpec.model_validate(raw_spec)
     except ValidationError as exc:
         return Validity(None, describe_validation_error(exc, "spec"), None)
-    problems = validate_workflow(spec, max_nodes=max_nodes)
+    problems = validate_workflow(spec, max_nodes=max_nodes, output_budget=output_budget)
     return Validity(spec, describe(problems) if problems else None, node_count(spec))
 
 
@@ -313,10 +316,12 @@ class WorkflowController:
         api: WorkflowApi,
         *,
         max_nodes: int,
+        output_budget: int = DEFAULT_OUTPUT_BUDGET,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._api = api
         self._max_nodes = max_nodes
+        self._output_budget = output_budget
         self._clock = clock
         self._locks: dict[WorkflowKey, asyncio.Lock] = {}
         self._validity: dict[WorkflowKey, tuple[str, int | None, Validity]] = {}
@@ -356,7 +361,9 @@ class WorkflowController:
         cached = self._validity.get(workflow.key)
         if cached is not None and cached[:2] == (workflow.uid, workflow.generation):
             return cached[2]
-        validity = check_workflow(workflow.spec, max_nodes=self._max_nodes)
+        validity = check_workflow(
+            workflow.spec, max_nodes=self._max_nodes, output_budget=self._output_budget
+        )
         self._validity[workflow.key] = (workflow.uid, workflow.generation, validity)
         return validity
 
@@ -594,7 +601,11 @@ def _controller(memo: kopf.Memo) -> WorkflowController:
 @kopf.on.startup()
 async def start_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
     app: Operator = memo["kdag"]
-    memo[MEMO_KEY] = WorkflowController(app.kube, max_nodes=app.config.max_nodes)
+    memo[MEMO_KEY] = WorkflowController(
+        app.kube,
+        max_nodes=app.config.max_nodes,
+        output_budget=app.config.max_run_output_bytes,
+    )
 
 
 @kopf.on.cleanup()

@@ -21,10 +21,12 @@ from kdag.api import (
     WorkflowSpec,
 )
 from kdag.engine.model import (
+    DEFAULT_OUTPUT_BUDGET,
     CreateJob,
     DeleteJob,
     EmitEvent,
     JobObservation,
+    JobRetentionPolicy,
     JobState,
     Observed,
     PlanResult,
@@ -78,6 +80,11 @@ class World:
     last: PlanResult | None = None
     max_nodes: int = 10_000
     max_running_seen: int = 0
+    # A count/jobs.batch ResourceQuota: the most Jobs (finished or not) that may exist.
+    job_quota: int | None = None
+    job_retention_policy: JobRetentionPolicy = "Retain"
+    output_budget: int = DEFAULT_OUTPUT_BUDGET
+    refused: list[str] = field(default_factory=list)
 
     def context(self) -> RunContext:
         return RunContext(
@@ -91,15 +98,37 @@ class World:
             annotations=dict(self.annotations),
             generation=1,
             max_nodes=self.max_nodes,
+            job_retention_policy=self.job_retention_policy,
+            output_budget=self.output_budget,
         )
 
     def step(self) -> PlanResult:
+        """One pass, as the operator makes it: plan, apply; when the quota refused a create,
+        plan again told so, and record that plan."""
         result = plan(self.context(), self.status, Observed(dict(self.jobs)), self.now)
+        refused = self._apply(result)
+        if refused:
+            result = plan(self.context(), self.status, Observed(dict(self.jobs), refused), self.now)
+            assert not self._apply(result), "a plan told of refusals asked for a new Job"
         self.last = result
         self.status = result.status
+        running = sum(1 for j in self.jobs.values() if j.state is JobState.ACTIVE)
+        self.max_running_seen = max(self.max_running_seen, running)
+        return result
+
+    def _apply(self, result: PlanResult) -> dict[str, str]:
+        refused: dict[str, str] = {}
         for action in result.actions:
             if isinstance(action, CreateJob):
                 assert action.name not in self.jobs, f"duplicate Job {action.name}"
+                if self.job_quota is not None and len(self.jobs) >= self.job_quota:
+                    self.refused.append(action.name)
+                    refused[action.name] = (
+                        f'jobs.batch "{action.name}" is forbidden: exceeded quota: jobs, '
+                        f"requested: count/jobs.batch=1, used: count/jobs.batch={len(self.jobs)}, "
+                        f"limited: count/jobs.batch={self.job_quota}"
+                    )
+                    continue
                 self.created.append(action)
                 self.jobs[action.name] = JobObservation(
                     name=action.name,
@@ -116,9 +145,7 @@ class World:
             elif isinstance(action, RemoveAnnotations):
                 for key in action.keys:
                     self.annotations.pop(key, None)
-        running = sum(1 for j in self.jobs.values() if j.state is JobState.ACTIVE)
-        self.max_running_seen = max(self.max_running_seen, running)
-        return result
+        return refused
 
     # --- the simulated cluster
 

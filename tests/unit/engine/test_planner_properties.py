@@ -129,3 +129,43 @@ def test_random_runs_respect_dependencies_parallelism_and_terminate(
             for k, ns in (world.status.nodes or {}).items()
             if template_of(k) not in finals
         )
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=random_workflows(), quota=st.integers(min_value=1, max_value=3), data=st.data())
+def test_random_runs_under_a_job_quota_finish_when_finished_jobs_are_deleted(
+    case: dict[str, Any], quota: int, data: st.DataObject
+) -> None:
+    world = World(
+        workflow(**case["spec"]),
+        annotations=dict(case["annotations"]),
+        job_quota=quota,
+        job_retention_policy="Delete",
+    )
+    drawn: dict[tuple[str, int], Outcome] = {}
+
+    def outcome(instance: str, attempt: int) -> Outcome:
+        if (instance, attempt) not in drawn:
+            drawn[(instance, attempt)] = data.draw(outcomes, label=f"{instance}#{attempt}")
+        return drawn[(instance, attempt)]
+
+    for _ in range(2000):
+        before = len(world.created)
+        result = world.step()
+        for created in world.created[before:]:
+            assert _dependency_ok(world, created.instance), created.instance
+        # The quota holds: a Job is only ever made when there is room.
+        assert len(world.jobs) <= quota
+        if world.phase is not None and world.phase.terminal:
+            break
+        if not world.settle(result, outcome):
+            raise AssertionError(f"run is stuck in {world.phase}: {world.phases()}")
+    assert world.phase is not None and world.phase.terminal
+    names = [c.name for c in world.created]
+    assert len(names) == len(set(names))
+    # Refusals are not attempts: each node's Jobs are attempts 1, 2, ... without gaps.
+    attempts: dict[str, list[int]] = {}
+    for created in world.created:
+        attempts.setdefault(created.instance, []).append(created.attempt)
+    for instance, seen in attempts.items():
+        assert seen == list(range(1, len(seen) + 1)), (instance, seen)

@@ -25,6 +25,16 @@ def status_error(status: int, reason: str) -> KubeError:
     return KubeError(status, reason, json.dumps({"kind": "Status", "reason": reason}))
 
 
+def quota_exceeded(name: str, used: int, limit: int) -> KubeError:
+    """The API server's answer to a create a count/jobs.batch ResourceQuota has no room for."""
+    message = (
+        f'jobs.batch "{name}" is forbidden: exceeded quota: jobs, requested: '
+        f"count/jobs.batch=1, used: count/jobs.batch={used}, limited: count/jobs.batch={limit}"
+    )
+    body = {"kind": "Status", "reason": "Forbidden", "code": 403, "message": message}
+    return KubeError(403, "Forbidden", json.dumps(body))
+
+
 class FakeKube:
     """Just enough of the API server: Jobs, pods, runs, Workflows, Events; every call logged."""
 
@@ -37,6 +47,8 @@ class FakeKube:
         self.calls: list[tuple[str, ...]] = []
         self.status_patches: list[dict[str, Any]] = []
         self.fail_next: dict[str, KubeError] = {}
+        # A count/jobs.batch ResourceQuota: creates beyond it are refused as the API does.
+        self.job_quota: int | None = None
         self.patch_seconds = 0.0  # how long a status write takes (a loaded API server)
         # A user's write that lands while a pass is running, just before its status write.
         self.before_status_write: Callable[[], None] | None = None
@@ -104,6 +116,8 @@ class FakeKube:
         key = (namespace, manifest["metadata"]["name"])
         if key in self.jobs:
             raise status_error(409, "AlreadyExists")
+        if self.job_quota is not None and len(self.jobs) >= self.job_quota:
+            raise quota_exceeded(key[1], len(self.jobs), self.job_quota)
         job = copy.deepcopy(dict(manifest))
         job["metadata"]["uid"] = f"job-uid-{key[1]}"
         job["metadata"]["resourceVersion"] = self._next_rv()
@@ -215,7 +229,7 @@ class Clock:
 class Harness:
     """A reconciler wired to fakes, with helpers to drive it like the watches would."""
 
-    def __init__(self) -> None:
+    def __init__(self, **reconciler: Any) -> None:
         self.kube = FakeKube()
         self.cache = Cache()
         self.metrics = Metrics()
@@ -229,6 +243,7 @@ class Harness:
             self.events,
             clock=self.clock,
             plan_in_thread=False,
+            **reconciler,
         )
 
     def create_run(self, body: dict[str, Any]) -> tuple[str, str]:
