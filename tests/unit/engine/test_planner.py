@@ -439,6 +439,29 @@ def test_when_that_fails_to_evaluate_fails_the_node_with_the_message() -> None:
     assert (world.node("load").message or "").startswith("when: evaluating")
 
 
+def test_when_over_its_cost_budget_fails_the_node_and_the_run_goes_on() -> None:
+    # Four nested maps over ten items: ~220,000 steps, a few seconds of the planning thread.
+    ten = "[0,1,2,3,4,5,6,7,8,9]"
+    costly = "1"
+    for level in range(4):
+        costly = f"{ten}.map(v{level}, {costly})"
+    world = World(
+        workflow(
+            onFailure="continue",
+            nodes=[
+                {"name": "costly", "when": f"size({costly}) > 0"},
+                {"name": "plain"},
+            ],
+        )
+    )
+    assert world.run() is RunPhase.FAILED
+    assert world.node("costly").phase is NodePhase.FAILED
+    assert world.node("costly").message == (
+        "when: evaluation exceeded its cost budget of 50000 steps"
+    )
+    assert world.node("plain").phase is S
+
+
 def test_outputs_are_read_from_the_termination_message() -> None:
     world = World(workflow(nodes=[{"name": "a"}]))
     world.run(lambda i, a: Outcome(message='{"rows": "120", "n": 3}'))
