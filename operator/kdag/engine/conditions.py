@@ -28,8 +28,6 @@ from celpy.evaluation import Evaluator
 logging.getLogger("celpy").setLevel(logging.ERROR)
 logging.getLogger("Evaluator").setLevel(logging.ERROR)
 
-# Longest `when` accepted (the CRD's maxLength and the model's max_length).
-MAX_WHEN_LENGTH = 1024
 # Steps (parse-tree nodes visited) one evaluation may take: 0.5-1 s of celpy on a busy
 # 2-CPU machine. A comparison of one output costs ~30 steps, an `all` over 1,000 fan-in
 # outputs ~28,000; six nested `map`s over ten items would cost ~2,000,000.
