@@ -37,6 +37,11 @@ WHEN_MAX_VALUE_SIZE = 100_000
 # Wall-clock backstop for one evaluation, seconds: longer than the cost limit takes, so it
 # only decides for steps whose own work is large.
 WHEN_DEADLINE_SECONDS = 2.0
+# What one planning pass may spend on conditions in all. Nodes whose `when` comes due after
+# that wait for the run's next pass, which queues behind other runs' passes: a costly
+# `when` fanned out to thousands of instances cannot hold the one planning thread either.
+WHEN_PASS_COST_LIMIT = WHEN_COST_LIMIT
+WHEN_PASS_SECONDS = WHEN_DEADLINE_SECONDS
 
 
 class ConditionError(ValueError):
@@ -51,12 +56,14 @@ class BudgetExceededError(ConditionError):
 class Budget:
     """What one evaluation may spend, and what it has spent."""
 
-    cost_limit: int = WHEN_COST_LIMIT
-    max_value_size: int = WHEN_MAX_VALUE_SIZE
-    deadline_seconds: float = WHEN_DEADLINE_SECONDS
+    # Limits are read when a budget is made, not at import, so a test can pin one.
+    cost_limit: int = field(default_factory=lambda: WHEN_COST_LIMIT)
+    max_value_size: int = field(default_factory=lambda: WHEN_MAX_VALUE_SIZE)
+    deadline_seconds: float = field(default_factory=lambda: WHEN_DEADLINE_SECONDS)
     clock: Callable[[], float] = time.monotonic
     cost: int = 0
     started: float = field(default=0.0)
+    seconds: float = 0.0
     # Set once exceeded and kept: celpy turns some exceptions into values (`||` and the
     # `exists` macros swallow errors), so the verdict is read from here after evaluation.
     exceeded: str | None = None
@@ -78,6 +85,24 @@ class Budget:
                 f"over the limit of {self.max_value_size}"
             )
             raise _StopError(self.exceeded)
+
+
+@dataclass
+class PassBudget:
+    """What one planning pass has spent on conditions, summed over its evaluations."""
+
+    cost_limit: int = field(default_factory=lambda: WHEN_PASS_COST_LIMIT)
+    seconds_limit: float = field(default_factory=lambda: WHEN_PASS_SECONDS)
+    cost: int = 0
+    seconds: float = 0.0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.cost >= self.cost_limit or self.seconds >= self.seconds_limit
+
+    def add(self, budget: Budget) -> None:
+        self.cost += budget.cost
+        self.seconds += budget.seconds
 
 
 class _StopError(Exception):
@@ -142,6 +167,8 @@ def evaluate(expression: str, activation: Mapping[str, Any], budget: Budget | No
         if budget.exceeded is not None:
             raise BudgetExceededError(budget.exceeded) from None
         raise ConditionError(f"evaluating {expression!r}: {_first_line(exc)}") from exc
+    finally:
+        budget.seconds = budget.clock() - budget.started
     if budget.exceeded is not None:
         raise BudgetExceededError(budget.exceeded)
     if isinstance(result, celtypes.BoolType):

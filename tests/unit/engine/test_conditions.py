@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 
 from kdag.engine import conditions
-from kdag.engine.conditions import Budget, BudgetExceededError, ConditionError
+from kdag.engine.conditions import Budget, BudgetExceededError, ConditionError, PassBudget
 
 TEN = "[0,1,2,3,4,5,6,7,8,9]"
 
@@ -33,7 +34,7 @@ def test_a_comprehension_within_the_budget_evaluates() -> None:
 
 
 def test_six_nested_maps_stop_at_the_cost_budget() -> None:
-    budget = Budget()
+    budget = Budget(deadline_seconds=math.inf)  # steps decide, whatever the machine's load
     with pytest.raises(BudgetExceededError, match="exceeded its cost budget of 50000 steps"):
         conditions.evaluate(HOSTILE, {}, budget)
     # Stopped at the limit, not after the ~2,000,000 steps the expression asks for.
@@ -44,7 +45,18 @@ def test_an_error_absorbing_operator_does_not_hide_the_exceeded_budget() -> None
     # CEL's `||` and `exists` turn an error on one side into the other side's answer.
     for expression in (f"{HOSTILE} || true", f"[1].exists(x, {HOSTILE})"):
         with pytest.raises(BudgetExceededError, match="cost budget"):
-            conditions.evaluate(expression, {})
+            conditions.evaluate(expression, {}, Budget(deadline_seconds=math.inf))
+
+
+def test_a_pass_budget_is_spent_by_cost_or_by_time() -> None:
+    by_cost = PassBudget(cost_limit=100, seconds_limit=10.0)
+    by_cost.add(Budget(cost=60, seconds=0.1))
+    assert not by_cost.exhausted
+    by_cost.add(Budget(cost=40, seconds=0.1))
+    assert by_cost.exhausted
+    by_time = PassBudget(cost_limit=100, seconds_limit=1.0)
+    by_time.add(Budget(cost=5, seconds=1.5))
+    assert by_time.exhausted
 
 
 def test_a_value_doubled_per_level_stops_at_the_size_limit() -> None:
