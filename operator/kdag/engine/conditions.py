@@ -2,7 +2,7 @@
 
 Evaluation is bounded, as kube-apiserver bounds the CEL rules of CRDs: celpy walks the
 parse tree, and nested comprehensions multiply the walk (six nested `map`s over ten items
-make a million steps), so each evaluation is charged one unit per tree node it visits and
+make two million steps), so each evaluation is charged one unit per tree node it visits and
 is stopped at a cost limit. Values are capped in size too, since `s + s` nested in
 comprehensions doubles a string per level in a handful of steps. A deadline backs both
 up, as the API server's request deadline does, for the few single steps whose work grows
@@ -120,6 +120,7 @@ class _BudgetedEvaluator(Evaluator):
         # Comprehension bodies are evaluated by sub-evaluators: they charge the same budget.
         return _BudgetedEvaluator(ast, self.activation, self.budget)
 
+    # lark's Interpreter sends every visit, of the root and of children, through here.
     def _visit_tree(self, tree: lark.Tree[Any]) -> Any:
         self.budget.charge()
         value = super()._visit_tree(tree)
