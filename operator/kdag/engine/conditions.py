@@ -2,7 +2,7 @@
 
 Evaluation is bounded, as kube-apiserver bounds the CEL rules of CRDs: celpy walks the
 parse tree, and nested comprehensions multiply the walk (six nested `map`s over ten items
-make two million steps), so each evaluation is charged one unit per tree node it visits and
+make 22 million steps), so each evaluation is charged one unit per tree node it visits and
 is stopped at a cost limit. Values are capped in size too, since `s + s` nested in
 comprehensions doubles a string per level in a handful of steps. A deadline backs both
 up, as the API server's request deadline does, for the few single steps whose work grows
@@ -30,7 +30,7 @@ logging.getLogger("Evaluator").setLevel(logging.ERROR)
 
 # Steps (parse-tree nodes visited) one evaluation may take: 0.5-1 s of celpy on a busy
 # 2-CPU machine. A comparison of one output costs ~30 steps, an `all` over 1,000 fan-in
-# outputs ~28,000; six nested `map`s over ten items would cost ~2,000,000.
+# outputs ~28,000; six nested `map`s over ten items would cost ~22,000,000.
 WHEN_COST_LIMIT = 50_000
 # Longest string, list or map an evaluation may build.
 WHEN_MAX_VALUE_SIZE = 100_000
