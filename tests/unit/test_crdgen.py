@@ -555,6 +555,7 @@ BAD_WORKFLOWS = {
     "dependsOn not a DNS label": lambda d: node(d, 1).update(dependsOn=["Extract!"]),
     "too many nodes": lambda d: d["spec"].update(nodes=[{"name": f"n{i}"} for i in range(501)]),
     "too many dependencies": lambda d: node(d, 1).update(dependsOn=[f"n{i}" for i in range(101)]),
+    "when longer than 1024 characters": lambda d: node(d, 1).update(when="true" + " && true" * 128),
     "param name not an identifier": lambda d: d["spec"]["params"][0].update(name="my-date"),
     "unknown concurrency policy": lambda d: d["spec"]["schedule"].update(
         concurrencyPolicy="Sometimes"
@@ -576,6 +577,14 @@ def test_crd_schema_rejects_what_the_model_rejects(change: Any) -> None:
     with pytest.raises(pydantic.ValidationError):
         Workflow.model_validate(doc)
     assert schema_errors(root_schema("Workflow"), doc)
+
+
+def test_when_is_bounded_to_1024_characters_in_the_crd_and_the_model() -> None:
+    for kind, path in (("Workflow", "spec"), ("WorkflowRun", "spec.workflow")):
+        assert at(root_schema(kind), f"{path}.nodes.[].when")["maxLength"] == 1024
+    longest = with_change(GOOD_WORKFLOW, lambda d: node(d, 1).update(when="1" * 1020 + " > 0"))
+    assert schema_errors(root_schema("Workflow"), longest) == []
+    Workflow.model_validate(longest)
 
 
 def test_duplicate_node_names_in_one_list_are_rejected_by_the_list_map() -> None:

@@ -20,6 +20,10 @@ from kdag.api.common import Condition, ObjectMeta
 MAX_NODES = 500
 # Most `dependsOn` entries of one node.
 MAX_DEPENDENCIES = 100
+# Longest `when`. Conditions are short; the operator also bounds what each one may cost to
+# evaluate (kdag.engine.conditions), which length alone cannot: 135 characters of nested
+# comprehensions cost millions of steps.
+MAX_WHEN_LENGTH = 1024
 
 
 class ParamSpec(SpecModel):
@@ -147,7 +151,9 @@ class NodeSpec(SpecModel):
     )
     when: str | None = Field(
         default=None,
-        description="CEL condition over params, nodes and run; false skips the node.",
+        max_length=MAX_WHEN_LENGTH,
+        description="CEL condition over params, nodes and run; false skips the node. An "
+        "evaluation that exceeds its cost budget fails the node.",
     )
     for_each: list[str] | None = Field(
         default=None,

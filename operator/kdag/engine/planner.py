@@ -181,6 +181,9 @@ class _Planner:
         # Bytes of outputs the run's status holds, counted when first needed.
         self.outputs_used: int | None = None
         self.refused: list[str] = []
+        # What this pass has spent on `when`; once spent, the rest wait for the next pass.
+        self.when_spent = conditions.PassBudget()
+        self.when_deferred = False
 
     # ----------------------------------------------------------------- entry point
 
@@ -456,11 +459,17 @@ class _Planner:
             self._expand(name, deps)
             return
         if spec.when is not None:
+            if self.when_spent.exhausted:
+                self.when_deferred = True
+                return
+            budget = conditions.Budget()
             try:
-                run_it = conditions.evaluate(spec.when, self._activation(_item_of(key, ns)))
+                run_it = conditions.evaluate(spec.when, self._activation(_item_of(key, ns)), budget)
             except conditions.ConditionError as exc:
                 self._finish_node(key, NodePhase.FAILED, f"when: {exc}")
                 return
+            finally:
+                self.when_spent.add(budget)
             if not run_it:
                 self.views = None
                 ns.phase = NodePhase.SKIPPED
@@ -950,6 +959,8 @@ class _Planner:
         timeout = self.workflow.timeout_seconds
         if timeout and self.status.started_at and self.status.ending_phase is None:
             times.append(parse_iso(self.status.started_at) + timedelta(seconds=timeout))
+        if self.when_deferred:
+            times.append(self.now)
         return min(times) if times else None
 
     def _event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:

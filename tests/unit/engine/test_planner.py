@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from kdag.api import NodePhase, RunPhase, SkipReason
+from kdag.engine import conditions
 from kdag.engine.model import ANNOTATION_READY_AT, DeleteJob, RemoveAnnotations
 from kdag.engine.planner import retry_delay
 from kdag.engine.timeutil import to_iso_precise
@@ -437,6 +439,56 @@ def test_when_that_fails_to_evaluate_fails_the_node_with_the_message() -> None:
     world = _load_when_rows()
     assert world.run() is RunPhase.FAILED
     assert (world.node("load").message or "").startswith("when: evaluating")
+
+
+def test_when_over_its_cost_budget_fails_the_node_and_the_run_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Steps decide here, not the wall-clock backstop, whatever the machine's load.
+    monkeypatch.setattr(conditions, "WHEN_DEADLINE_SECONDS", math.inf)
+    # Four nested maps over ten items: ~220,000 steps, a few seconds of the planning thread.
+    ten = "[0,1,2,3,4,5,6,7,8,9]"
+    costly = "1"
+    for level in range(4):
+        costly = f"{ten}.map(v{level}, {costly})"
+    world = World(
+        workflow(
+            onFailure="continue",
+            nodes=[
+                {"name": "costly", "when": f"size({costly}) > 0"},
+                {"name": "plain"},
+            ],
+        )
+    )
+    assert world.run() is RunPhase.FAILED
+    assert world.node("costly").phase is NodePhase.FAILED
+    assert world.node("costly").message == (
+        "when: evaluation exceeded its cost budget of 50000 steps"
+    )
+    assert world.node("plain").phase is S
+
+
+def test_a_pass_spends_a_bounded_amount_on_when_and_plans_the_rest_next_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(conditions, "WHEN_DEADLINE_SECONDS", math.inf)
+    monkeypatch.setattr(conditions, "WHEN_PASS_SECONDS", math.inf)
+    # Each instance's condition costs ~22,000 steps, within its own budget; five of them
+    # would hold the planning thread for five budgets. A pass stops evaluating once it has
+    # spent one budget, and asks to be planned again at once, behind other runs' passes.
+    ten = "[0,1,2,3,4,5,6,7,8,9]"
+    costly = f"size({ten}.map(a, {ten}.map(b, {ten}.map(c, 1)))) > 0"
+    world = World(
+        workflow(nodes=[{"name": "fan", "forEach": ["1", "2", "3", "4", "5"], "when": costly}])
+    )
+    first = world.step()
+    assert world.active_instances() == ["fan[1]", "fan[2]", "fan[3]"]
+    assert world.node("fan[4]").phase is NodePhase.PENDING
+    assert first.requeue_at == world.now
+    second = world.step()
+    assert world.active_instances() == [f"fan[{i}]" for i in range(1, 6)]
+    assert second.requeue_at is None
+    assert world.run() is RunPhase.SUCCEEDED
 
 
 def test_outputs_are_read_from_the_termination_message() -> None:
