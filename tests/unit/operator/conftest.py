@@ -301,6 +301,25 @@ def run_body(
     }
 
 
+def set_spec(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    """A user's edit of the run's spec (kubectl edit/patch): the generation moves."""
+
+    def change(run: dict[str, Any]) -> None:
+        run["spec"].update(fields)
+        run["metadata"]["generation"] += 1
+
+    return change
+
+
+def annotate(key: str, value: str) -> Callable[[dict[str, Any]], None]:
+    """A user's `kubectl annotate` of the run."""
+
+    def change(run: dict[str, Any]) -> None:
+        run["metadata"].setdefault("annotations", {})[key] = value
+
+    return change
+
+
 @pytest.fixture
 def h() -> Harness:
     return Harness()

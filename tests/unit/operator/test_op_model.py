@@ -34,7 +34,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from conftest import Clock, FakeKube, RecordingEvents, status_error
+from conftest import Clock, FakeKube, RecordingEvents, annotate, set_spec, status_error
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -331,20 +331,20 @@ class OperatorModel(RuleBasedStateMachine):
     def _user(self, action: str, data: st.DataObject | None = None) -> None:
         kube = self.kube
         if action == "cancel":
-            kube.write_run(_set_spec(cancel=True))
+            kube.write_run(set_spec(cancel=True))
         elif action == "suspend":
-            kube.write_run(_set_spec(suspend=True))
+            kube.write_run(set_spec(suspend=True))
         elif action == "resume":
-            kube.write_run(_set_spec(suspend=False))
+            kube.write_run(set_spec(suspend=False))
         elif action == "approve":
-            kube.write_run(_annotate("approve.kdag.dev/gate", "alice"))
+            kube.write_run(annotate("approve.kdag.dev/gate", "alice"))
         elif action == "reject":
-            kube.write_run(_annotate("reject.kdag.dev/gate", "not today"))
+            kube.write_run(annotate("reject.kdag.dev/gate", "not today"))
         elif action == "rerun":
             # As `kubectl kdag rerun` does it: a new token, and spec.cancel cleared.
             self.reruns += 1
-            kube.write_run(_annotate("kdag.dev/rerun", str(self.reruns)))
-            kube.write_run(_set_spec(cancel=False))
+            kube.write_run(annotate("kdag.dev/rerun", str(self.reruns)))
+            kube.write_run(set_spec(cancel=False))
         elif action == "delete_job" and kube.jobs:
             names = sorted(name for _, name in kube.jobs)
             name = data.draw(st.sampled_from(names)) if data is not None else names[0]
@@ -452,21 +452,6 @@ class OperatorModel(RuleBasedStateMachine):
                     self.kube.record("pod", "ADDED", self.kube.pods[(NS, f"{name}-pod")])
         phase = (self.kube.runs[KEY].get("status") or {}).get("phase")
         raise InvariantBroken(f"every Job finished and every gate answered, yet the run is {phase}")
-
-
-def _set_spec(**fields: Any) -> Callable[[dict[str, Any]], None]:
-    def change(run: dict[str, Any]) -> None:
-        run["spec"].update(fields)
-        run["metadata"]["generation"] += 1
-
-    return change
-
-
-def _annotate(key: str, value: str) -> Callable[[dict[str, Any]], None]:
-    def change(run: dict[str, Any]) -> None:
-        run["metadata"].setdefault("annotations", {})[key] = value
-
-    return change
 
 
 OperatorModel.TestCase.settings = settings(

@@ -13,26 +13,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import Harness, run_body
+from conftest import Harness, annotate, run_body, set_spec
 
 from kdag.operator.handlers import handle_run_event
 
 GATE = {"name": "gate", "approval": {"message": "go?"}}
-
-
-def _set_spec(field: str) -> Callable[[dict[str, Any]], None]:
-    def write(run: dict[str, Any]) -> None:
-        run["spec"][field] = True
-        run["metadata"]["generation"] += 1
-
-    return write
-
-
-def _annotate(key: str, value: str) -> Callable[[dict[str, Any]], None]:
-    def write(run: dict[str, Any]) -> None:
-        run["metadata"].setdefault("annotations", {})[key] = value
-
-    return write
 
 
 def _pass_racing_with(h: Harness, key: tuple[str, str], write: Callable[[dict[str, Any]], None]):
@@ -63,14 +48,14 @@ def _next_pass_is_queued(h: Harness, key: tuple[str, str]) -> bool:
 @pytest.mark.parametrize(
     ("write", "check"),
     [
-        (_set_spec("cancel"), lambda s: s["phase"] == "Cancelled"),
-        (_set_spec("suspend"), lambda s: s["phase"] == "Suspended"),
+        (set_spec(cancel=True), lambda s: s["phase"] == "Cancelled"),
+        (set_spec(suspend=True), lambda s: s["phase"] == "Suspended"),
         (
-            _annotate("approve.kdag.dev/gate", "alice"),
+            annotate("approve.kdag.dev/gate", "alice"),
             lambda s: s["nodes"]["gate"]["phase"] == "Succeeded",
         ),
         (
-            _annotate("reject.kdag.dev/gate", "no"),
+            annotate("reject.kdag.dev/gate", "no"),
             lambda s: s["nodes"]["gate"]["phase"] == "Failed",
         ),
     ],
