@@ -31,6 +31,10 @@ ANNOTATION_READY_AT = "kdag.dev/ready-at"
 
 SERVICE_ACCOUNT_USER = "system:serviceaccount"
 
+# The reason of a failed attempt whose Job's pods the API server refused for good
+# (PodSecurity, an admission webhook): the operator reads it from the Job's Events.
+PODS_REFUSED_REASON = "PodsRefused"
+
 
 @dataclass(frozen=True)
 class ServiceAccountRef:
