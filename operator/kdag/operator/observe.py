@@ -1,4 +1,4 @@
-"""Kubernetes Job and Pod objects -> the planner's `JobObservation` (pure functions)."""
+"""Kubernetes Job, Pod and Event objects -> what the cache and planner need (pure functions)."""
 
 from __future__ import annotations
 
