@@ -124,7 +124,7 @@ NAMESPACED_RULES = {
     ("kdag.dev", "workflows/status"): {"patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"list", "watch"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch", "list"},
 }
 CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
 PEERING_VERBS = {"get", "list", "watch", "patch"}

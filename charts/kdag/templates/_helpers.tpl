@@ -101,7 +101,8 @@ Never Secrets, ConfigMaps or any kind kdag does not manage.
   resources: ["pods"]
   verbs: ["list", "watch"]
 # Events on runs: phase changes, gates, failures; patch bumps the count of a repeated one.
+# list reads the Job controller's FailedCreate Events on a Job whose pods are refused.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "list"]
 {{- end -}}

@@ -14,6 +14,7 @@ from kdag.api.run import (
 )
 from kdag.api.workflow import (
     ApprovalSpec,
+    Capabilities,
     EnvVar,
     HistoryLimit,
     NodeDefaults,
@@ -23,6 +24,8 @@ from kdag.api.workflow import (
     ResourceRequirements,
     RetryPolicy,
     ScheduleSpec,
+    SeccompProfile,
+    SecurityContext,
     Workflow,
     WorkflowSpec,
     WorkflowStatus,
@@ -35,6 +38,7 @@ __all__ = [
     "VERSION",
     "WORKFLOWS",
     "ApprovalSpec",
+    "Capabilities",
     "Condition",
     "EnvVar",
     "HistoryLimit",
@@ -49,6 +53,8 @@ __all__ = [
     "RetryPolicy",
     "RunPhase",
     "ScheduleSpec",
+    "SeccompProfile",
+    "SecurityContext",
     "SkipReason",
     "Workflow",
     "WorkflowRef",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kdag.api.base import (
     IDENTIFIER_PATTERN,
@@ -110,6 +110,80 @@ class PodMetadata(SpecModel):
     annotations: dict[str, str] | None = Field(default=None, description="Extra pod annotations.")
 
 
+class Capabilities(SpecModel):
+    """Linux capabilities added to or dropped from the node's container."""
+
+    add: list[str] | None = Field(
+        default=None, description="Capabilities to add, e.g. NET_BIND_SERVICE."
+    )
+    drop: list[str] | None = Field(
+        default=None, description="Capabilities to drop; kdag drops ALL when unset."
+    )
+
+
+class SeccompProfile(SpecModel):
+    """The seccomp profile of the node's container."""
+
+    type: Literal["RuntimeDefault", "Localhost", "Unconfined"] = Field(
+        description="RuntimeDefault (kdag's default), Localhost (a profile file on the node) "
+        "or Unconfined."
+    )
+    localhost_profile: str | None = Field(
+        default=None,
+        min_length=1,
+        description="With type Localhost: the profile's path, relative to the kubelet's "
+        "seccomp directory.",
+    )
+
+    @model_validator(mode="after")
+    def _localhost_needs_a_profile(self) -> SeccompProfile:
+        if (self.type == "Localhost") != (self.localhost_profile is not None):
+            raise ValueError("localhostProfile is required with type Localhost, and only then")
+        return self
+
+
+class SecurityContext(SpecModel):
+    """The node container's securityContext: the Kubernetes SecurityContext fields kdag
+    supports.
+
+    kdag fills in a secure default for what is left unset: allowPrivilegeEscalation false,
+    capabilities.drop [ALL] and seccompProfile RuntimeDefault, which is what the PodSecurity
+    `restricted` level asks of a container, apart from runAsNonRoot, which only the workflow
+    can promise (its image must run as a non-root user).
+    """
+
+    allow_privilege_escalation: bool | None = Field(
+        default=None,
+        description="Whether a process may gain more privileges than its parent; kdag sets "
+        "false when unset (and the container is not privileged and adds no CAP_SYS_ADMIN).",
+    )
+    capabilities: Capabilities | None = Field(
+        default=None, description="Capabilities to add and drop; kdag drops ALL when unset."
+    )
+    privileged: bool | None = Field(
+        default=None, description="Run the container privileged (forbidden by baseline)."
+    )
+    read_only_root_filesystem: bool | None = Field(
+        default=None, description="Mount the container's root filesystem read-only."
+    )
+    run_as_non_root: bool | None = Field(
+        default=None,
+        description="Refuse to start the container as root (uid 0); required by the "
+        "PodSecurity restricted level.",
+    )
+    run_as_user: int | None = Field(
+        default=None, ge=0, description="The uid the container's process runs as."
+    )
+    run_as_group: int | None = Field(
+        default=None, ge=0, description="The gid the container's process runs as."
+    )
+    seccomp_profile: SeccompProfile | None = Field(
+        default=None,
+        description="The container's seccomp profile; kdag sets RuntimeDefault when unset "
+        "here and in podTemplate.securityContext.",
+    )
+
+
 class NodeDefaults(SpecModel):
     """Settings merged into every node unless the node sets them itself."""
 
@@ -132,6 +206,11 @@ class NodeDefaults(SpecModel):
     )
     pod_metadata: PodMetadata | None = Field(
         default=None, description="Labels and annotations added to each node's pod."
+    )
+    security_context: SecurityContext | None = Field(
+        default=None,
+        description="The securityContext of each node's container, merged field by field "
+        "with the node's own; secure defaults fill what both leave unset.",
     )
 
 
@@ -188,6 +267,13 @@ class NodeSpec(SpecModel):
     )
     pod_metadata: PodMetadata | None = Field(
         default=None, description="Labels and annotations added to the node's pod."
+    )
+    security_context: SecurityContext | None = Field(
+        default=None,
+        description="The securityContext of the node's container; fields it leaves unset come "
+        "from defaults.securityContext, then from kdag's secure defaults "
+        "(allowPrivilegeEscalation false, capabilities.drop [ALL], seccompProfile "
+        "RuntimeDefault).",
     )
 
     @property

@@ -5,7 +5,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kdag.api import EnvVar, NodeSpec, PodMetadata, ResourceRequirements, WorkflowSpec
+from kdag.api import (
+    Capabilities,
+    EnvVar,
+    NodeSpec,
+    PodMetadata,
+    ResourceRequirements,
+    SecurityContext,
+    WorkflowSpec,
+)
+from kdag.api.base import SpecModel
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +57,27 @@ def _merge_metadata(base: PodMetadata | None, own: PodMetadata | None) -> PodMet
     )
 
 
+def _set_fields(model: SpecModel | None) -> dict[str, Any]:
+    return {k: v for k, v in model if v is not None} if model is not None else {}
+
+
+def _merge_security(
+    base: SecurityContext | None, own: SecurityContext | None
+) -> SecurityContext | None:
+    """Field by field, capabilities' add and drop each on their own: a node that only adds
+    a capability keeps the defaults' drop list."""
+    if base is None or own is None:
+        return own or base
+    capabilities = {**_set_fields(base.capabilities), **_set_fields(own.capabilities)}
+    return SecurityContext(
+        **{
+            **_set_fields(base),
+            **_set_fields(own),
+            "capabilities": Capabilities(**capabilities) if capabilities else None,
+        }
+    )
+
+
 def effective_node(workflow: WorkflowSpec, node: NodeSpec) -> NodeSpec:
     """The node with the workflow defaults filled in."""
     d = workflow.defaults
@@ -68,5 +98,6 @@ def effective_node(workflow: WorkflowSpec, node: NodeSpec) -> NodeSpec:
             "retry": node.retry or d.retry,
             "pod_template": pod_template,
             "pod_metadata": _merge_metadata(d.pod_metadata, node.pod_metadata),
+            "security_context": _merge_security(d.security_context, node.security_context),
         }
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdag.api import API_VERSION, EnvVar, NodeSpec
+from kdag.api import API_VERSION, EnvVar, NodeSpec, SecurityContext
 from kdag.engine import model, names
 from kdag.engine.defaults import deep_merge
 
@@ -23,6 +23,30 @@ def job_labels(run: str, workflow: str, instance: str, attempt: int) -> dict[str
 
 def _env(env: list[EnvVar]) -> list[dict[str, Any]]:
     return [e.to_wire() for e in env]
+
+
+def container_security_context(node: NodeSpec) -> dict[str, Any]:
+    """The node's container securityContext, with a secure default for each field that
+    neither the node nor the workflow defaults set, so pods pass the PodSecurity
+    `restricted` level unless the workflow asks otherwise (runAsNonRoot excepted: only the
+    workflow knows whether its image runs as a non-root user)."""
+    own = node.security_context or SecurityContext()
+    context = own.to_wire()
+    pod = node.pod_template or {}
+    if (pod.get("os") or {}).get("name") == "windows":
+        return context  # the API refuses these Linux settings on a Windows pod
+    adds = {
+        c.upper().removeprefix("CAP_") for c in (own.capabilities and own.capabilities.add) or []
+    }
+    # The API refuses allowPrivilegeEscalation false next to either of these.
+    if own.allow_privilege_escalation is None and not own.privileged and "SYS_ADMIN" not in adds:
+        context["allowPrivilegeEscalation"] = False
+    if own.capabilities is None or own.capabilities.drop is None:
+        context.setdefault("capabilities", {})["drop"] = ["ALL"]
+    # A pod-level profile the workflow chose applies to the container unless it sets its own.
+    if own.seccomp_profile is None and "seccompProfile" not in (pod.get("securityContext") or {}):
+        context["seccompProfile"] = {"type": "RuntimeDefault"}
+    return context
 
 
 def build_job(
@@ -63,6 +87,8 @@ def build_job(
         container["env"] = _env(env)
     if node.resources is not None:
         container["resources"] = node.resources.to_wire()
+    if security_context := container_security_context(node):
+        container["securityContext"] = security_context
     pod_spec = deep_merge(node.pod_template or {}, {"restartPolicy": "Never"})
     pod_spec["containers"] = [container]
     pod_meta = node.pod_metadata

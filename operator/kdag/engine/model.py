@@ -35,6 +35,9 @@ JobRetentionPolicy = Literal["Retain", "DeleteSucceeded", "Delete"]
 # Bytes of outputs (compact JSON) one run may keep in its status: with 5,000 nodes the run
 # object still stays under 1 MiB (docs/limits.md).
 DEFAULT_OUTPUT_BUDGET = 256 * 1024
+# The reason of a failed attempt whose Job's pods the API server refused for good
+# (PodSecurity, an admission webhook): the operator reads it from the Job's Events.
+PODS_REFUSED_REASON = "PodsRefused"
 
 
 @dataclass(frozen=True)

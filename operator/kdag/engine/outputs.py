@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from kdag.engine.model import JobObservation
+from kdag.engine.model import PODS_REFUSED_REASON, JobObservation
+
+# A PodSecurity refusal lists every violated check; this keeps the whole of a usual one.
+REFUSAL_CHARS = 1000
 
 
 def parse_outputs(message: str | None) -> tuple[dict[str, str] | None, str | None]:
@@ -30,6 +33,9 @@ def failure_message(job: JobObservation, timed_out: bool) -> str:
     """Why an attempt failed: exit code plus the tail of what the container said."""
     if timed_out:
         return job.message or "the Job exceeded its activeDeadlineSeconds"
+    if job.reason == PODS_REFUSED_REASON:
+        # The head says who refused and why (`violates PodSecurity "restricted:latest"`).
+        return f"the Job's pod could not be created: {job.message or 'refused'}"[:REFUSAL_CHARS]
     parts = []
     if job.exit_code is not None:
         parts.append(f"exit code {job.exit_code}")

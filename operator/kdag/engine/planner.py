@@ -27,6 +27,7 @@ from kdag.engine.defaults import effective_node
 from kdag.engine.graph import graph_of
 from kdag.engine.model import (
     APPROVE_PREFIX,
+    PODS_REFUSED_REASON,
     REJECT_PREFIX,
     RERUN_ANNOTATION,
     Action,
@@ -594,6 +595,10 @@ class _Planner:
             return
         if job.state is JobState.ACTIVE:
             return
+        if job.reason == PODS_REFUSED_REASON:
+            # Still active: the Job controller would go on trying until the deadline, and
+            # start a pod for this finished attempt should the refusal end.
+            self.actions.append(DeleteJob(job.name, "its pods were refused"))
         finished = to_iso(job.finished_at) if job.finished_at else self.now_iso
         if job.state is JobState.SUCCEEDED:
             outputs, note = parse_outputs(job.termination_message)

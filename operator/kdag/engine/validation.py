@@ -129,7 +129,7 @@ def _node_problems(where: str, section: str, raw: NodeSpec, node: NodeSpec) -> I
     if node.pod_template and "containers" in node.pod_template:
         yield Problem(
             f"{where}.podTemplate.containers",
-            "set image, command, args, env and resources on the node instead",
+            "set image, command, args, env, resources and securityContext on the node instead",
         )
 
 

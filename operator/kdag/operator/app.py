@@ -11,6 +11,7 @@ from kdag.operator.identity import GuardedKubeClient, own_service_account
 from kdag.operator.kube import KubeClient, load_client_configuration
 from kdag.operator.metrics import Metrics
 from kdag.operator.reconciler import Reconciler
+from kdag.operator.refusals import RefusalFinder
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Operator:
     cache: Cache
     events: EventPoster
     reconciler: Reconciler
+    refusals: RefusalFinder
 
     @classmethod
     async def build(cls, config: OperatorConfig) -> Operator:
@@ -51,7 +53,8 @@ class Operator:
             workers=config.reconcile_workers,
             resync_seconds=config.resync_seconds,
         )
-        return cls(config, metrics, kube, cache, events, reconciler)
+        refusals = RefusalFinder(kube, cache, reconciler.enqueue)
+        return cls(config, metrics, kube, cache, events, reconciler, refusals)
 
     def start(self) -> None:
         if self.config.metrics_port:
@@ -60,6 +63,7 @@ class Operator:
         self.reconciler.start()
 
     async def stop(self) -> None:
+        await self.refusals.stop()
         await self.reconciler.stop()
         await self.events.stop()
         self.kube.close()

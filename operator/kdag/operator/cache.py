@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kdag.engine.model import JobObservation, Observed
+from kdag.engine.model import PODS_REFUSED_REASON, JobObservation, JobState, Observed
 from kdag.operator.observe import ObservedJob, PodResult, observe_job, with_pod_result
 
 RunKey = tuple[str, str]
@@ -70,6 +70,8 @@ class Cache:
         self._pods: dict[tuple[str, str], PodResult] = {}
         # Jobs whose pods were already listed once because the watch had not shown the result.
         self._pods_listed: set[tuple[str, str]] = set()
+        # Jobs whose pods the API server refuses for good: (Job uid, the refusal's message).
+        self._refusals: dict[tuple[str, str], tuple[str, str]] = {}
 
     # -- runs
 
@@ -227,9 +229,17 @@ class Cache:
     def mark_pods_listed(self, namespace: str, job_name: str) -> None:
         self._pods_listed.add((namespace, job_name))
 
+    def put_refusal(self, namespace: str, job_name: str, job_uid: str, message: str) -> None:
+        """Record that the Job's pods are refused for good (see `kdag.operator.refusals`)."""
+        self._refusals[(namespace, job_name)] = (job_uid, message)
+
+    def refused(self, namespace: str, job_name: str) -> bool:
+        return (namespace, job_name) in self._refusals
+
     def _forget_pods(self, namespace: str, job_name: str) -> None:
         self._pods.pop((namespace, job_name), None)
         self._pods_listed.discard((namespace, job_name))
+        self._refusals.pop((namespace, job_name), None)
 
     # -- what the planner sees
 
@@ -250,8 +260,17 @@ class Cache:
             result = self._pods.get((key[0], name))
             if result is not None and result.job_uid not in (None, job.uid):
                 result = None
-            jobs[name] = with_pod_result(job.observation, result)
+            jobs[name] = with_pod_result(self._refused_or(key[0], job), result)
         return Observed(jobs)
+
+    def _refused_or(self, namespace: str, job: ObservedJob) -> JobObservation:
+        """A still-active Job whose pods are refused for good is a failed attempt."""
+        refusal = self._refusals.get((namespace, job.observation.name))
+        if refusal is None or refusal[0] != job.uid or job.observation.state is not JobState.ACTIVE:
+            return job.observation
+        return replace(
+            job.observation, state=JobState.FAILED, reason=PODS_REFUSED_REASON, message=refusal[1]
+        )
 
     def stats(self) -> dict[str, int]:
         return {

@@ -53,8 +53,14 @@ def handle_job_event(app: Operator, event_type: str | None, body: dict[str, Any]
             app.reconciler.enqueue(key)
         return
     stored = app.cache.put_job(body)
-    if stored is not None and stored[1]:
-        app.reconciler.enqueue(stored[0])
+    if stored is None:
+        return
+    key, changed = stored
+    if changed:
+        app.reconciler.enqueue(key)
+    job = app.cache.job(key, str((body.get("metadata") or {}).get("name", "")))
+    if job is not None:
+        app.refusals.consider(key, job)
 
 
 def handle_pod_event(app: Operator, event_type: str | None, body: dict[str, Any]) -> None:

@@ -82,6 +82,8 @@ class KubeApi(Protocol):
 
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
 
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]: ...
+
     async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
     async def get_workflow(self, namespace: str, name: str) -> dict[str, Any] | None: ...
@@ -221,6 +223,14 @@ class KubeClient:
     async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         path = f"/api/v1/namespaces/{_q(namespace)}/pods"
         return (await self._list("pods", path, selector)).items
+
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        """Events matching a field selector (e.g. involvedObject.uid=...,reason=...)."""
+        path = f"/api/v1/namespaces/{_q(namespace)}/events"
+        query = [("fieldSelector", field_selector), ("limit", "100")]
+        page = await self._request("list", "events", "GET", path, query=query)
+        assert page is not None
+        return list(page.get("items") or [])
 
     async def _list(self, resource: str, path: str, selector: str) -> Listing:
         items: list[dict[str, Any]] = []

@@ -1,4 +1,4 @@
-"""Kubernetes Job and Pod objects -> the planner's `JobObservation` (pure functions)."""
+"""Kubernetes Job, Pod and Event objects -> what the cache and planner need (pure functions)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from kdag.engine.timeutil import parse_iso
 # Set by the Job controller on every pod it creates (the older `job-name` label too).
 POD_JOB_LABEL = "batch.kubernetes.io/job-name"
 LEGACY_POD_JOB_LABEL = "job-name"
+# The reason of the Event the Job controller posts on a Job when a pod create fails.
+FAILED_CREATE = "FailedCreate"
+_TRANSIENT_REFUSALS = ("exceeded quota", "error looking up service account")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ObservedJob:
     owner_uid: str | None
     resource_version: str
     observation: JobObservation
+    awaiting_pods: bool = False  # see `awaiting_pods`
 
 
 def _time(value: Any) -> datetime | None:
@@ -109,6 +113,7 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob | None:
         owner_uid=_controller_uid(meta),
         resource_version=str(meta.get("resourceVersion", "")),
         observation=observation,
+        awaiting_pods=awaiting_pods(job),
     )
 
 
@@ -117,6 +122,42 @@ def _controller_uid(meta: Mapping[str, Any]) -> str | None:
         if owner.get("controller"):
             uid = owner.get("uid")
             return str(uid) if uid else None
+    return None
+
+
+def awaiting_pods(job: Mapping[str, Any]) -> bool:
+    """Whether the Job controller has taken the Job up (startTime) yet it has no pod at all,
+    running or finished: the sign that its pod creates are being refused.
+
+    A Job the controller could make its pod for is never in this state for long: the same
+    status write that sets startTime counts the pod as active.
+    """
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    if spec.get("suspend") or not status.get("startTime"):
+        return False
+    if _true_condition(status, "Complete") or _true_condition(status, "Failed"):
+        return False
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    counts = ("active", "ready", "succeeded", "failed", "terminating")
+    return not any(status.get(c) for c in counts) and not any(uncounted.values())
+
+
+def pod_refusal(event: Mapping[str, Any]) -> str | None:
+    """The message of a Job controller `FailedCreate` Event that refuses the Job's pod for
+    good (PodSecurity, an admission webhook), or None.
+
+    A full ResourceQuota is not for good: it frees up as other pods finish, and the Job
+    controller keeps trying. Neither is a ServiceAccount that does not exist yet.
+    """
+    if event.get("reason") != FAILED_CREATE:
+        return None
+    message = event.get("message")
+    if not isinstance(message, str):
+        return None
+    if any(transient in message for transient in _TRANSIENT_REFUSALS):
+        return None
+    if "is forbidden" in message or "denied the request" in message:
+        return message
     return None
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from kdag.api import EnvVar, NodeSpec, WorkflowSpec
 from kdag.engine.defaults import effective_node
 from kdag.engine.jobs import build_job
@@ -115,3 +118,116 @@ def test_env_value_from_passes_through() -> None:
     )
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+
+
+def _security(job: dict[str, Any]) -> dict[str, Any]:
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    context: dict[str, Any] = container.get("securityContext", {})
+    return context
+
+
+def test_container_gets_the_restricted_securitycontext_by_default() -> None:
+    assert _security(_job({"name": "a"})) == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def test_runasnonroot_in_defaults_joins_the_secure_defaults() -> None:
+    job = _job(
+        {"name": "a"},
+        defaults={"image": "x", "securityContext": {"runAsNonRoot": True, "runAsUser": 65532}},
+    )
+    assert _security(job) == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def test_node_securitycontext_merges_field_by_field_over_the_defaults() -> None:
+    job = _job(
+        {
+            "name": "a",
+            "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
+        },
+        defaults={
+            "image": "x",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["NET_RAW"]},
+            },
+        },
+    )
+    assert _security(job) == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["NET_RAW"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def test_settings_the_workflow_chose_are_not_overridden_by_the_secure_defaults() -> None:
+    job = _job(
+        {
+            "name": "a",
+            "securityContext": {
+                "allowPrivilegeEscalation": True,
+                "capabilities": {"drop": []},
+                "seccompProfile": {"type": "Unconfined"},
+            },
+        }
+    )
+    assert _security(job) == {
+        "allowPrivilegeEscalation": True,
+        "capabilities": {"drop": []},
+        "seccompProfile": {"type": "Unconfined"},
+    }
+
+
+def test_a_pod_level_seccomp_profile_is_left_to_apply() -> None:
+    job = _job(
+        {
+            "name": "a",
+            "podTemplate": {
+                "securityContext": {
+                    "seccompProfile": {"type": "Localhost", "localhostProfile": "p"}
+                }
+            },
+        }
+    )
+    assert "seccompProfile" not in _security(job)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"]["type"] == "Localhost"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"privileged": True}, {"capabilities": {"add": ["CAP_SYS_ADMIN"]}}],
+)
+def test_no_allowprivilegeescalation_default_where_the_api_would_refuse_it(
+    context: dict[str, Any],
+) -> None:
+    # The API rejects allowPrivilegeEscalation false next to privileged or CAP_SYS_ADMIN.
+    assert "allowPrivilegeEscalation" not in _security(
+        _job({"name": "a", "securityContext": context})
+    )
+
+
+def test_windows_pods_get_no_linux_security_defaults() -> None:
+    job = _job({"name": "a", "podTemplate": {"os": {"name": "windows"}}})
+    assert _security(job) == {}
+
+
+def test_a_localhost_seccomp_profile_needs_its_path() -> None:
+    with pytest.raises(ValidationError, match="localhostProfile is required"):
+        NodeSpec.model_validate(
+            {"name": "a", "securityContext": {"seccompProfile": {"type": "Localhost"}}}
+        )

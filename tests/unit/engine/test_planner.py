@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
 from kdag.api import NodePhase, RunPhase, SkipReason
 from kdag.engine import conditions
-from kdag.engine.model import ANNOTATION_READY_AT, DeleteJob, RemoveAnnotations
+from kdag.engine.model import (
+    ANNOTATION_READY_AT,
+    PODS_REFUSED_REASON,
+    DeleteJob,
+    JobState,
+    RemoveAnnotations,
+)
 from kdag.engine.planner import retry_delay
 from kdag.engine.timeutil import to_iso_precise
 from tests.unit.engine.sim import FAIL, OK, TIMEOUT, Outcome, World, chain, workflow
@@ -266,6 +273,23 @@ def test_deleted_job_fails_the_attempt_with_a_clear_message() -> None:
     world.step()
     assert world.node("a").phase is NodePhase.FAILED
     assert world.node("a").message == "Job run1-a-1 was deleted before it finished"
+
+
+def test_an_attempt_whose_pods_were_refused_fails_with_the_refusal_and_its_job_is_deleted() -> None:
+    world = World(workflow(nodes=[{"name": "a", "retry": {"limit": 1, "backoffSeconds": 5}}]))
+    world.step()
+    refusal = 'Error creating: pods "run1-a-1-x" is forbidden: violates PodSecurity "restricted"'
+    world.jobs["run1-a-1"] = replace(
+        world.jobs["run1-a-1"], state=JobState.FAILED, reason=PODS_REFUSED_REASON, message=refusal
+    )
+    world.step()
+    assert world.node("a").phase is NodePhase.RETRYING
+    assert f"the Job's pod could not be created: {refusal}" in (world.node("a").message or "")
+    # Still active in the cluster: the Job controller would keep trying to make its pod.
+    assert world.deleted == ["run1-a-1"]
+    world.advance(5)
+    world.step()
+    assert [c.name for c in world.created] == ["run1-a-1", "run1-a-2"]
 
 
 # ---------------------------------------------------------------- parallelism and fan-out

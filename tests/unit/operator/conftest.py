@@ -44,6 +44,8 @@ class FakeKube:
         self.runs: dict[tuple[str, str], dict[str, Any]] = {}
         self.workflows: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
+        # Events other components posted (the Job controller's FailedCreate, ...).
+        self.cluster_events: list[dict[str, Any]] = []
         self.calls: list[tuple[str, ...]] = []
         self.status_patches: list[dict[str, Any]] = []
         self.fail_next: dict[str, KubeError] = {}
@@ -151,6 +153,24 @@ class FakeKube:
             copy.deepcopy(p)
             for (ns, _), p in self.pods.items()
             if ns == namespace and p["metadata"]["labels"].get(label) == value
+        ]
+
+    async def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_events", field_selector))
+        self._maybe_fail("list_events")
+        wanted = dict(term.split("=", 1) for term in field_selector.split(","))
+
+        def field(event: dict[str, Any], path: str) -> Any:
+            value: Any = event
+            for part in path.split("."):
+                value = (value or {}).get(part)
+            return value
+
+        return [
+            copy.deepcopy(e)
+            for e in self.cluster_events
+            if e["metadata"]["namespace"] == namespace
+            and all(str(field(e, k)) == v for k, v in wanted.items())
         ]
 
     async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:

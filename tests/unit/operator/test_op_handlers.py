@@ -21,8 +21,16 @@ class Queue:
         self.forgotten.append(key)
 
 
+class Refusals:
+    def __init__(self) -> None:
+        self.considered: list[tuple[tuple[str, str], str]] = []
+
+    def consider(self, key: tuple[str, str], job: Any) -> None:
+        self.considered.append((key, job.observation.name))
+
+
 def app() -> Any:
-    return SimpleNamespace(cache=Cache(), reconciler=Queue())
+    return SimpleNamespace(cache=Cache(), reconciler=Queue(), refusals=Refusals())
 
 
 def run(rv: str, **changes: Any) -> dict[str, Any]:
@@ -115,7 +123,9 @@ def test_pod_results_are_stored_and_wake_the_run_only_if_its_job_already_finishe
 
 def test_a_job_is_stamped_with_when_the_operator_first_saw_it_in_its_state() -> None:
     moments = iter(datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC) for s in range(10))
-    a = SimpleNamespace(cache=Cache(clock=lambda: next(moments)), reconciler=Queue())
+    a = SimpleNamespace(
+        cache=Cache(clock=lambda: next(moments)), reconciler=Queue(), refusals=Refusals()
+    )
     key = ("ns", "r1")
     handle_job_event(a, "ADDED", job("5"))
     handle_job_event(a, "MODIFIED", job("6"))  # same state: the first sighting stands
@@ -124,3 +134,10 @@ def test_a_job_is_stamped_with_when_the_operator_first_saw_it_in_its_state() -> 
     handle_job_event(a, "MODIFIED", job("8", conditions=[{"type": "Complete", "status": "True"}]))
     assert a.cache.job(key, "r1-a-1").observation.seen_at.second == 1  # the next reading
     assert a.reconciler.enqueued == [key, key]
+
+
+def test_every_job_event_is_offered_to_the_refusal_finder() -> None:
+    a = app()
+    handle_job_event(a, "ADDED", job("5"))
+    handle_job_event(a, "MODIFIED", job("6"))
+    assert a.refusals.considered == [(("ns", "r1"), "r1-a-1")] * 2

@@ -228,7 +228,12 @@ class OperatorModel(RuleBasedStateMachine):
             clock=self.clock,
             plan_in_thread=False,
         )
-        self.app = SimpleNamespace(cache=self.cache, reconciler=self.reconciler)
+        # Pods refused by admission are not modelled (test_op_refusals.py covers them).
+        self.app = SimpleNamespace(
+            cache=self.cache,
+            reconciler=self.reconciler,
+            refusals=SimpleNamespace(consider=lambda key, job: None),
+        )
         self.due = None
         self._relist()
 

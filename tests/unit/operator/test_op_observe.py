@@ -3,8 +3,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from kdag.engine.model import JobState
-from kdag.operator.observe import observe_job, pod_job_name, pod_result, with_pod_result
+from kdag.operator.observe import (
+    awaiting_pods,
+    observe_job,
+    pod_job_name,
+    pod_refusal,
+    pod_result,
+    with_pod_result,
+)
 
 
 def job(conditions: list[dict[str, Any]] | None = None, **meta: Any) -> dict[str, Any]:
@@ -121,3 +130,61 @@ def test_with_pod_result_folds_in_exit_code_and_message() -> None:
     merged = with_pod_result(observed.observation, result)
     assert (merged.exit_code, merged.termination_message) == (0, "{}")
     assert with_pod_result(observed.observation, None) is observed.observation
+
+
+POD_SECURITY_REFUSAL = (
+    'Error creating: pods "r1-a-1-x7k2q" is forbidden: violates PodSecurity '
+    '"restricted:latest": runAsNonRoot != true (pod or container "main" must set '
+    "securityContext.runAsNonRoot=true)"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "spec", "awaiting"),
+    [
+        ({"startTime": "t", "ready": 0, "terminating": 0}, {}, True),
+        ({"startTime": "t", "uncountedTerminatedPods": {}}, {}, True),
+        ({}, {}, False),  # the Job controller has not taken it up yet
+        ({"startTime": "t", "active": 1, "ready": 0}, {}, False),
+        ({"startTime": "t", "failed": 1}, {}, False),
+        ({"startTime": "t", "uncountedTerminatedPods": {"succeeded": ["p"]}}, {}, False),
+        ({"startTime": "t", "conditions": [{"type": "Failed", "status": "True"}]}, {}, False),
+        ({"startTime": "t"}, {"suspend": True}, False),
+    ],
+)
+def test_a_job_awaits_pods_when_taken_up_with_none_running_or_finished(
+    status: dict[str, Any], spec: dict[str, Any], awaiting: bool
+) -> None:
+    body = {**job(), "status": status, "spec": spec}
+    assert awaiting_pods(body) is awaiting
+    observed = observe_job(body)
+    assert observed is not None and observed.awaiting_pods is awaiting
+
+
+@pytest.mark.parametrize(
+    ("reason", "message", "refused"),
+    [
+        ("FailedCreate", POD_SECURITY_REFUSAL, True),
+        (
+            "FailedCreate",
+            'Error creating: admission webhook "policy.example.com" denied the request: no',
+            True,
+        ),
+        (
+            "FailedCreate",
+            'Error creating: pods "p" is forbidden: exceeded quota: q, requested: pods=1',
+            False,
+        ),
+        (
+            "FailedCreate",
+            'Error creating: pods "p" is forbidden: error looking up service account ns/sa: '
+            'serviceaccount "sa" not found',
+            False,
+        ),
+        ("FailedCreate", "Error creating: Timeout: request did not complete", False),
+        ("SuccessfulCreate", "Created pod: p", False),
+    ],
+)
+def test_only_a_lasting_refusal_of_the_pod_counts(reason: str, message: str, refused: bool) -> None:
+    found = pod_refusal({"reason": reason, "message": message})
+    assert found == (message if refused else None)
