@@ -22,6 +22,7 @@ from pydantic import Field
 
 from kdag.api import Workflow, WorkflowRun, crdgen
 from kdag.api.base import FreeForm, Quantity, SpecModel
+from kdag.api.openapi_schema import SchemaError, model_schema, walk
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
@@ -62,7 +63,7 @@ class Sample(SpecModel):
 
 @pytest.fixture(scope="module")
 def sample() -> dict[str, Any]:
-    return crdgen.model_schema(Sample)
+    return model_schema(Sample)
 
 
 def prop(schema: Mapping[str, Any], name: str) -> Any:
@@ -154,7 +155,7 @@ def test_exclusive_bounds_become_openapi_v3_booleans(sample: dict[str, Any]) -> 
 
 def test_defaults_and_titles_are_dropped(sample: dict[str, Any]) -> None:
     # The API server would write defaults into stored objects; pydantic applies them.
-    for path, node in crdgen.walk(sample):
+    for path, node in walk(sample):
         assert not {"default", "title"} & node.keys(), path
 
 
@@ -169,24 +170,24 @@ def test_recursive_models_are_rejected() -> None:
     class Tree(SpecModel):
         children: list[Tree] = Field(default_factory=list, description="Subtrees.")
 
-    with pytest.raises(crdgen.SchemaError, match="recursive"):
-        crdgen.model_schema(Tree)
+    with pytest.raises(SchemaError, match="recursive"):
+        model_schema(Tree)
 
 
 def test_unions_of_two_types_are_rejected() -> None:
     class Either(SpecModel):
         value: int | str = Field(description="A number or a word.")
 
-    with pytest.raises(crdgen.SchemaError, match="anyOf of 2 schemas"):
-        crdgen.model_schema(Either)
+    with pytest.raises(SchemaError, match="anyOf of 2 schemas"):
+        model_schema(Either)
 
 
 def test_keywords_a_crd_cannot_express_are_rejected() -> None:
     class Odd(SpecModel):
         value: str = Field(description="Value.", json_schema_extra={"readOnly": True})
 
-    with pytest.raises(crdgen.SchemaError, match="readOnly"):
-        crdgen.model_schema(Odd)
+    with pytest.raises(SchemaError, match="readOnly"):
+        model_schema(Odd)
 
 
 # --------------------------------------------------------------------------------------
@@ -336,7 +337,7 @@ FORBIDDEN_IN_A_STRUCTURAL_SCHEMA = {
 
 @pytest.mark.parametrize("kind", ["Workflow", "WorkflowRun"])
 def test_schema_is_structural(kind: str) -> None:
-    for path, node in crdgen.walk(root_schema(kind)):
+    for path, node in walk(root_schema(kind)):
         assert not FORBIDDEN_IN_A_STRUCTURAL_SCHEMA & node.keys(), path
         assert (
             "type" in node
@@ -351,7 +352,7 @@ def test_schema_is_structural(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["Workflow", "WorkflowRun"])
 def test_every_field_has_a_description_for_kubectl_explain(kind: str) -> None:
     undocumented = []
-    for path, node in crdgen.walk(root_schema(kind)):
+    for path, node in walk(root_schema(kind)):
         for name, sub in node.get("properties", {}).items():
             # The API server substitutes the standard ObjectMeta documentation.
             if path == "<root>" and name == "metadata":
@@ -602,14 +603,14 @@ def test_inline_workflow_of_a_run_has_the_same_schema_as_a_workflow_spec() -> No
 
 def test_status_snapshot_has_no_admission_rules() -> None:
     snapshot = at(root_schema("WorkflowRun"), "status.workflow")
-    assert not [path for path, n in crdgen.walk(snapshot) if "x-kubernetes-validations" in n]
-    assert not [path for path, n in crdgen.walk(snapshot) if "x-kubernetes-list-type" in n]
+    assert not [path for path, n in walk(snapshot) if "x-kubernetes-validations" in n]
+    assert not [path for path, n in walk(snapshot) if "x-kubernetes-list-type" in n]
 
 
 @pytest.mark.parametrize("kind", ["Workflow", "WorkflowRun"])
 def test_status_has_no_admission_rules(kind: str) -> None:
     status = at(root_schema(kind), "status")
-    assert not [path for path, n in crdgen.walk(status) if "x-kubernetes-validations" in n]
+    assert not [path for path, n in walk(status) if "x-kubernetes-validations" in n]
 
 
 def test_lists_and_strings_the_rules_iterate_are_bounded() -> None:
@@ -646,7 +647,7 @@ def cel(expression: str, self_value: Any) -> Any:
 
 
 def rules(schema: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for path, node in crdgen.walk(schema):
+    for path, node in walk(schema):
         for rule in node.get("x-kubernetes-validations", []):
             yield path, rule
 
