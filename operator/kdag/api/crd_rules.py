@@ -1,9 +1,9 @@
 """kdag's admission rules: the CEL `x-kubernetes-validations` of its CRDs and where they attach.
 
 The structural schema (kdag.api.openapi_schema) checks each field on its own; these rules
-check what spans fields or list items (dependencies name existing nodes, names are unique,
-fields that exclude each other), so the API server refuses a bad object before the operator
-sees it.
+check what spans fields or list items (dependencies name existing nodes, fields that exclude
+each other; unique names through list-map keys, which cost no CEL), so the API server
+refuses a bad object before the operator sees it.
 
 Cost: the API server estimates each rule's worst case from the schema's maxItems and
 maxLength and rejects the CRD above 10M per rule (and 100M for all rules of a CRD); at
