@@ -1,5 +1,5 @@
 """The generated CRDs on a real kube-apiserver: accepted (structural, CEL within the cost
-budget), and enforcing at admission what tests/unit/test_crdgen.py checks offline."""
+budget), and enforcing at admission what tests/unit/api/ checks offline."""
 
 from __future__ import annotations
 

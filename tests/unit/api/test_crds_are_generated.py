@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kdag.api import crdgen
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+CRD_DIR = Path(__file__).resolve().parents[3] / "crds"
 
 
 def test_checked_in_crds_match_the_models() -> None:
