@@ -222,7 +222,7 @@ class NodeSpec(SpecModel):
         "workflow."
     )
     # Bounded (like `nodes` and `finally` below) so the CRD's CEL rules fit the API server's
-    # cost budget; see kdag.api.crdgen.
+    # cost budget; see kdag.api.crd_rules.
     depends_on: list[NodeName] | None = Field(
         default=None,
         max_length=MAX_DEPENDENCIES,
