@@ -654,7 +654,7 @@ class _Planner:
 
     def _job_of(self, key: str, ns: NodeStatus) -> str | None:
         """The Job of the node's current attempt (fan-out instances don't store it)."""
-        return names.current_job(self.ctx.name, key, ns.job, ns.attempt)
+        return names.current_job(self.ctx.name, self.ctx.uid, key, ns.job, ns.attempt)
 
     # ----------------------------------------------------------------- templates and CEL
 

@@ -20,6 +20,7 @@ from kdag.api import (
     WorkflowRunStatus,
     WorkflowSpec,
 )
+from kdag.engine import names
 from kdag.engine.model import (
     CreateJob,
     DeleteJob,
@@ -92,6 +93,10 @@ class World:
             generation=1,
             max_nodes=self.max_nodes,
         )
+
+    def job_name(self, instance: str, attempt: int = 1) -> str:
+        """The name the planner gives the Job of this attempt."""
+        return names.job_name(self.name, self.context().uid, instance, attempt)
 
     def step(self) -> PlanResult:
         result = plan(self.context(), self.status, Observed(dict(self.jobs)), self.now)

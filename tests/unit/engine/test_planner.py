@@ -198,7 +198,7 @@ def test_retry_succeeds_on_second_attempt_after_backoff() -> None:
     world.advance(5)
     world.step()
     assert world.node("a").attempt == 2
-    assert world.active_jobs()[0].name == "run1-a-2"
+    assert world.active_jobs()[0].name == world.job_name("a", 2)
     world.finish("a")
     world.step()
     assert world.phase is RunPhase.SUCCEEDED
@@ -208,7 +208,11 @@ def test_retries_stop_at_the_limit() -> None:
     world = World(workflow(nodes=[{"name": "a", "retry": {"limit": 2, "backoffSeconds": 1}}]))
     assert world.run(lambda i, a: FAIL) is RunPhase.FAILED
     assert world.node("a").attempt == 3
-    assert [c.name for c in world.created] == ["run1-a-1", "run1-a-2", "run1-a-3"]
+    assert [c.name for c in world.created] == [
+        world.job_name("a", 1),
+        world.job_name("a", 2),
+        world.job_name("a", 3),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -251,7 +255,7 @@ def test_run_timeout_deletes_running_jobs_and_ends_timed_out() -> None:
     assert result.requeue_at is not None
     world.now = result.requeue_at
     result = world.step()
-    assert [a.name for a in result.actions if isinstance(a, DeleteJob)] == ["run1-a-1"]
+    assert [a.name for a in result.actions if isinstance(a, DeleteJob)] == [world.job_name("a", 1)]
     assert world.phase is RunPhase.TIMED_OUT
     assert world.node("a").phase is NodePhase.TIMED_OUT
     assert world.node("b").phase is NodePhase.CANCELLED
@@ -263,7 +267,7 @@ def test_deleted_job_fails_the_attempt_with_a_clear_message() -> None:
     world.jobs.clear()
     world.step()
     assert world.node("a").phase is NodePhase.FAILED
-    assert world.node("a").message == "Job run1-a-1 was deleted before it finished"
+    assert world.node("a").message == f"Job {world.job_name('a')} was deleted before it finished"
 
 
 # ---------------------------------------------------------------- parallelism and fan-out
@@ -629,7 +633,7 @@ def test_cancel_deletes_running_jobs_cancels_the_rest_and_runs_finally() -> None
     world.step()
     world.cancel = True
     world.step()
-    assert world.deleted == ["run1-a-1"]
+    assert world.deleted == [world.job_name("a", 1)]
     assert world.node("a").phase is NodePhase.CANCELLED
     assert world.node("b").phase is NodePhase.CANCELLED
     assert world.active_instances() == ["f"]
@@ -653,8 +657,8 @@ def test_rerun_resets_only_failed_and_skipped_nodes_and_keeps_outputs() -> None:
     assert world.run() is RunPhase.SUCCEEDED
     assert world.node("good").outputs == {"k": "v"}
     assert world.node("good").attempt == 1
-    assert world.node("bad").attempt == 2  # a new Job name: run1-bad-2
-    assert [c.name for c in world.created].count("run1-good-1") == 1
+    assert world.node("bad").attempt == 2  # a new Job name
+    assert [c.name for c in world.created].count(world.job_name("good", 1)) == 1
     assert world.status is not None and world.status.reruns == 1
 
 
@@ -779,7 +783,7 @@ def test_restarted_planner_adopts_an_existing_job_instead_of_creating_another() 
     world.step()
     assert world.last is not None and world.last.jobs_to_create == []
     assert len(first.jobs_to_create) == 1
-    assert world.node("a").job == "run1-a-1"
+    assert world.node("a").job == world.job_name("a", 1)
 
 
 def test_a_pass_that_fails_a_node_at_start_keeps_the_jobs_it_just_asked_for() -> None:

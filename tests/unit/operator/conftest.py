@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,8 @@ from kdag.operator.reconciler import Reconciler
 from kdag.operator.status_patch import apply_merge_patch
 
 T0 = datetime(2026, 11, 22, 2, 0, 0, tzinfo=UTC)
+# The API server's rule for label values (and pod labels copy the Job's).
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def status_error(status: int, reason: str) -> KubeError:
@@ -74,6 +77,8 @@ class FakeKube:
         if ok:
             job["status"]["completionTime"] = "2026-11-22T02:00:05Z"
         job["metadata"]["resourceVersion"] = self._next_rv()
+        # The Job controller gives the pod the Job template's labels and annotations.
+        template = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
         terminated = {"exitCode": pod.get("exit_code", 0 if ok else 1)}
         if "message" in pod:
             terminated["message"] = pod["message"]
@@ -82,9 +87,10 @@ class FakeKube:
                 "name": f"{name}-pod",
                 "namespace": namespace,
                 "labels": {
+                    **(template.get("labels") or {}),
                     "batch.kubernetes.io/job-name": name,
-                    "kdag.dev/run": job["metadata"]["labels"]["kdag.dev/run"],
                 },
+                "annotations": dict(template.get("annotations") or {}),
                 "ownerReferences": [
                     {"kind": "Job", "uid": job["metadata"]["uid"], "controller": True}
                 ],
@@ -102,6 +108,19 @@ class FakeKube:
         key = (namespace, manifest["metadata"]["name"])
         if key in self.jobs:
             raise status_error(409, "AlreadyExists")
+        for label, value in manifest["metadata"].get("labels", {}).items():
+            if len(value) > 63 or not LABEL_VALUE.match(value):
+                raise KubeError(
+                    422,
+                    "Unprocessable Entity",
+                    json.dumps(
+                        {
+                            "kind": "Status",
+                            "reason": "Invalid",
+                            "message": f"metadata.labels: Invalid value: {value!r} ({label})",
+                        }
+                    ),
+                )
         job = copy.deepcopy(dict(manifest))
         job["metadata"]["uid"] = f"job-uid-{key[1]}"
         job["metadata"]["resourceVersion"] = self._next_rv()
@@ -258,6 +277,20 @@ class Harness:
         self.due = {run: self.reconciler.due_at(run) for run in list(self.reconciler._timers)}
         for run in list(self.reconciler._timers):
             self.reconciler._cancel_timer(run)
+
+    def job_of(self, key: tuple[str, str], instance: str, attempt: int = 1) -> str:
+        """The name of the Job the operator made for a node attempt of the run."""
+        uid = self.kube.runs[key]["metadata"]["uid"]
+        for (namespace, name), job in self.kube.jobs.items():
+            meta = job["metadata"]
+            if (
+                namespace == key[0]
+                and meta.get("annotations", {}).get("kdag.dev/node-instance") == instance
+                and meta.get("labels", {}).get("kdag.dev/attempt") == str(attempt)
+                and any(o.get("uid") == uid for o in meta.get("ownerReferences", []))
+            ):
+                return name
+        raise KeyError(f"no Job for attempt {attempt} of {instance} of {key}")
 
     def status(self, key: tuple[str, str]) -> dict[str, Any]:
         return dict(self.kube.runs[key].get("status") or {})
