@@ -728,6 +728,16 @@ def test_invalid_workflow_ends_the_run_invalid_naming_node_and_field(
     assert world.last is not None and world.last.actions == []
 
 
+def test_a_huge_timeout_that_slipped_past_validation_makes_the_run_invalid() -> None:
+    # Unvalidated (model_copy): the planner must not add it to a timestamp and overflow.
+    spec = workflow(nodes=[{"name": "a"}]).model_copy(update={"timeout_seconds": 10**12})
+    world = World(spec)
+    world.step()
+    assert world.phase is RunPhase.INVALID
+    assert world.status is not None
+    assert "timeoutSeconds: 1000000000000 is more than the maximum" in (world.status.message or "")
+
+
 def test_more_nodes_than_the_maximum_is_invalid() -> None:
     world = World(
         workflow(nodes=[{"name": "a", "forEach": [str(i) for i in range(11)]}]), max_nodes=10
