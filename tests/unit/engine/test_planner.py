@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -268,6 +269,31 @@ def test_deleted_job_fails_the_attempt_with_a_clear_message() -> None:
     world.step()
     assert world.node("a").phase is NodePhase.FAILED
     assert world.node("a").message == f"Job {world.job_name('a')} was deleted before it finished"
+
+
+def test_running_instances_whose_jobs_an_older_operator_named_are_still_followed() -> None:
+    world = World(
+        workflow(
+            nodes=[{"name": "t", "forEach": ["eu", "us"]}, {"name": "after", "dependsOn": ["t"]}]
+        )
+    )
+    world.step()
+    # An upgrade: the Jobs were made under the names the previous version gave them.
+    world.jobs = {
+        f"run1-t-{j.instance[2:4]}-1": replace(j, name=f"run1-t-{j.instance[2:4]}-1")
+        for j in world.jobs.values()
+    }
+    world.step()
+    assert world.phases() == {
+        "t[eu]": NodePhase.RUNNING,
+        "t[us]": NodePhase.RUNNING,
+        "after": NodePhase.PENDING,
+    }
+    world.finish("t[eu]")
+    world.finish("t[us]")
+    world.step()
+    assert world.node("t[eu]").phase is S
+    assert world.active_instances() == ["after"]
 
 
 # ---------------------------------------------------------------- parallelism and fan-out
