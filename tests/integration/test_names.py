@@ -29,10 +29,10 @@ def test_a_run_with_a_70_character_name_succeeds(namespace: str) -> None:
     assert len(run) == 70
     wait_phase(namespace, run, "Succeeded")
     found = jobs(namespace, run)  # by the shortened kdag.dev/run label
-    assert sorted(j["metadata"]["name"] for j in found) == [
+    assert {j["metadata"]["name"] for j in found} == {
         job_of(namespace, run, "a"),
         job_of(namespace, run, "b"),
-    ]
+    }
     for job in found:
         assert job["metadata"]["annotations"]["kdag.dev/run-name"] == run
         assert all(len(v) <= 63 for v in job["metadata"]["labels"].values())

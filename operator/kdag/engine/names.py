@@ -65,7 +65,10 @@ def job_name(run: str, run_uid: str, instance: str, attempt: int) -> str:
     suffix = f"-{attempt}"
     digest = _digest(f"{run}/{run_uid}/{instance}")
     room = MAX_NAME - len(suffix) - len(digest) - 1
-    prefix = sanitize(f"{run}-{instance}"[:room]).rstrip("-")
+    node_part = sanitize(instance)
+    # A long run name leaves the node at least half of the room, so names stay telling.
+    run_part = sanitize(run)[: max(room - len(node_part) - 1, room // 2)].rstrip("-")
+    prefix = f"{run_part}-{node_part}"[:room].rstrip("-")
     return f"{prefix}-{digest}{suffix}"
 
 

@@ -45,6 +45,12 @@ def test_runs_and_nodes_that_join_to_the_same_text_get_different_job_names() -> 
     assert job_name("etl-daily", "", "extract", 1) != job_name("etl", "", "daily-extract", 1)
 
 
+def test_a_long_run_name_leaves_room_for_the_node_in_job_names() -> None:
+    name = job_name("nightly-warehouse-refresh-for-the-emea-region-" + "x" * 24, "u", "load", 1)
+    assert re.fullmatch(r"nightly-warehouse-refresh-[-a-z]+x-load-[0-9a-f]{8}-1", name), name
+    assert len(name) == MAX_NAME
+
+
 def test_a_run_created_again_under_the_same_name_gets_new_job_names() -> None:
     assert job_name("r1", "uid-old", "a", 1) != job_name("r1", "uid-new", "a", 1)
 
