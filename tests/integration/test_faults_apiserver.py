@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cluster import Cluster, kubectl
+from tests.support.cluster import Cluster, job_of, kubectl
 from tests.support.faults import (
     JobLedger,
     RunHistory,
@@ -52,7 +52,8 @@ def test_the_operator_reconnects_after_its_kube_apiserver_is_killed_and_finishes
         server.kill()
         # Cut off, the operator misses Jobs finishing: wait for one chain's first node.
         first = next(run for run, shape in runs.items() if shape is chain)
-        kubectl("wait", "--for=condition=Complete", f"job/{first}-a-1", "-n", namespace,
+        job = job_of(namespace, first, "a")
+        kubectl("wait", "--for=condition=Complete", f"job/{job}", "-n", namespace,
                 "--timeout=240s")  # fmt: skip
         assert is_running(operator), operator.tail(40)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.cluster import Cluster, kubectl, wait_for
+from tests.support.cluster import Cluster, job_of, kubectl, wait_for
 from tests.support.faults import JobLedger, operator_for, own_namespace, release_when_started
 from tests.support.operator import (
     apply,
@@ -63,10 +63,10 @@ def _delete_job(namespace: str, name: str) -> None:
 def test_a_deleted_job_fails_its_node_with_a_clear_message_and_the_run_ends(env: Env) -> None:
     run = create(env.namespace, run_of("once"))
     wait_node(env.namespace, run, "a", "Running")
-    _delete_job(env.namespace, f"{run}-a-1")
+    _delete_job(env.namespace, job_of(env.namespace, run, "a"))
     done = wait_phase(env.namespace, run, "Failed", timeout=240)
     assert node_phases(done) == {"a": "Failed", "b": "Skipped"}
-    message = f"Job {run}-a-1 was deleted before it finished"
+    message = f"Job {job_of(env.namespace, run, 'a')} was deleted before it finished"
     assert done["nodes"]["a"]["message"] == message
     assert message in done["message"]
     assert env.ledger.attempts(run) == {"a": [1]}
@@ -75,7 +75,7 @@ def test_a_deleted_job_fails_its_node_with_a_clear_message_and_the_run_ends(env:
 def test_a_deleted_job_is_retried_when_the_node_has_retries_left(env: Env) -> None:
     run = create(env.namespace, run_of("twice"))
     wait_node(env.namespace, run, "a", "Running")
-    _delete_job(env.namespace, f"{run}-a-1")
+    _delete_job(env.namespace, job_of(env.namespace, run, "a"))
     retrying = wait_node(env.namespace, run, "a", "Retrying", "Running")
     assert retrying.get("retries", 1) == 1
     release_when_started(env.namespace, run, "a", attempt=2)
@@ -91,12 +91,22 @@ def test_a_job_deleted_while_the_operator_is_down_is_noticed_after_it_restarts(
     wait_node(env.namespace, run, "a", "Running")
     env.operator.kill()
     try:
-        _delete_job(env.namespace, f"{run}-a-1")
-        kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", env.namespace, "--timeout=120s")
+        _delete_job(env.namespace, job_of(env.namespace, run, "a"))
+        kubectl(
+            "wait",
+            "--for=delete",
+            f"job/{job_of(env.namespace, run, 'a')}",
+            "-n",
+            env.namespace,
+            "--timeout=120s",
+        )
     finally:
         env.operator.start()
     done = wait_phase(env.namespace, run, "Failed", timeout=240)
-    assert done["nodes"]["a"]["message"] == f"Job {run}-a-1 was deleted before it finished"
+    assert (
+        done["nodes"]["a"]["message"]
+        == f"Job {job_of(env.namespace, run, 'a')} was deleted before it finished"
+    )
     assert env.ledger.attempts(run) == {"a": [1]}
 
 
@@ -106,8 +116,12 @@ def test_a_pod_deleted_by_hand_does_not_leave_the_run_hanging(env: Env) -> None:
     # Either way the node finishes with its one Job, and the run ends.
     run = create(env.namespace, run_of("steady"))
     wait_node(env.namespace, run, "a", "Running")
-    selector = f"job-name={run}-a-1"
-    wait_for(lambda: pods(env.namespace, selector), timeout=240, what=f"the pod of {run}-a-1")
+    selector = f"job-name={job_of(env.namespace, run, 'a')}"
+    wait_for(
+        lambda: pods(env.namespace, selector),
+        timeout=240,
+        what=f"the pod of {job_of(env.namespace, run, 'a')}",
+    )
     kubectl("delete", "pod", "-n", env.namespace, "-l", selector, "--wait=false")
     done = wait_phase(env.namespace, run, "Succeeded", "Failed", timeout=240)
     if done["phase"] == "Failed":

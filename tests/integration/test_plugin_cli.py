@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import REPO_ROOT, bin_dir, current_kubeconfig, kubectl, wait_for
+from tests.support.cluster import REPO_ROOT, bin_dir, current_kubeconfig, job_of, kubectl, wait_for
 from tests.support.operator import (
     WAIT_SECONDS,
     apply,
@@ -195,7 +195,7 @@ def test_approve_answers_as_the_caller_and_the_run_goes_on(namespace: str) -> No
     assert done["nodes"]["publish"]["approvedBy"] == me
     assert done["nodes"]["publish"]["answeredAt"]
     assert done["nodes"]["load"]["phase"] == "Succeeded"
-    assert f"{run}-load-1" in job_names(namespace, run)
+    assert job_of(namespace, run, "load") in job_names(namespace, run)
 
 
 def test_reject_fails_the_gate_with_the_reason(namespace: str) -> None:
@@ -205,7 +205,7 @@ def test_reject_fails_the_gate_with_the_reason(namespace: str) -> None:
     assert node_phases(done) == {"build": "Succeeded", "publish": "Failed", "load": "Skipped"}
     assert done["nodes"]["publish"]["message"] == "rejected: not today"
     assert "rejected: not today" in ok(kdag("tree", run, namespace=namespace))
-    assert f"{run}-load-1" not in job_names(namespace, run)
+    assert job_of(namespace, run, "load") not in job_names(namespace, run)
 
 
 def test_an_answer_to_no_gate_is_refused_and_not_written(namespace: str) -> None:
@@ -240,10 +240,10 @@ def test_suspend_starts_nothing_new_until_resume(namespace: str) -> None:
     wait_node(namespace, run, "a", "Succeeded")
     wait_node(namespace, run, "b", "Queued")  # ready, held back by the suspension
     assert status(namespace, run)["phase"] == "Suspended"
-    assert job_names(namespace, run) == {f"{run}-a-1"}
+    assert job_names(namespace, run) == {job_of(namespace, run, "a")}
     ok(kdag("resume", run, namespace=namespace))
     wait_phase(namespace, run, "Succeeded")
-    assert job_names(namespace, run) == {f"{run}-a-1", f"{run}-b-1"}
+    assert job_names(namespace, run) == {job_of(namespace, run, "a"), job_of(namespace, run, "b")}
 
 
 def test_cancel_ends_the_run_and_rerun_runs_it_again(namespace: str) -> None:
@@ -261,7 +261,14 @@ def test_cancel_ends_the_run_and_rerun_runs_it_again(namespace: str) -> None:
     ok(kdag("cancel", run, namespace=namespace))
     cancelled = wait_phase(namespace, run, "Cancelled")
     assert node_phases(cancelled) == {"a": "Cancelled", "b": "Cancelled", "notify": "Succeeded"}
-    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=240s")
+    kubectl(
+        "wait",
+        "--for=delete",
+        f"job/{job_of(namespace, run, 'a')}",
+        "-n",
+        namespace,
+        "--timeout=240s",
+    )
 
     # `kubectl annotate ... kdag.dev/rerun` alone would be cancelled again at once (spec.cancel
     # is still true); the plugin clears it in the same write.
@@ -290,7 +297,8 @@ def test_rerun_reruns_only_the_failed_nodes_in_place(namespace: str) -> None:
     assert done["reruns"] == 1
     assert (done["nodes"]["fine"]["attempt"], done["nodes"]["shaky"]["attempt"]) == (1, 2)
     assert job_names(namespace, run) == {
-        f"{run}-fine-1", f"{run}-shaky-1", f"{run}-shaky-2", f"{run}-after-1"
+        job_of(namespace, run, node, attempt)
+        for node, attempt in (("fine", 1), ("shaky", 1), ("shaky", 2), ("after", 1))
     }  # fmt: skip
     # In place: still the one run.
     runs = kubectl("get", "workflowruns", "-n", namespace, "-o", "name").split()
@@ -318,8 +326,9 @@ def test_logs_reads_the_pod_of_the_latest_attempt(namespace: str) -> None:
         result = kdag("logs", run, node, namespace=namespace)
         assert result.returncode == 1, _both(result)
         [line] = result.stderr.splitlines()
-        pod = pods(namespace, f"job-name={run}-{node}-{attempt}")[0]["metadata"]["name"]
-        assert line.startswith(f"error: cannot read the log of pod {pod} (Job {run}-{node}-"), line
+        job = job_of(namespace, run, node, attempt)
+        pod = pods(namespace, f"job-name={job}")[0]["metadata"]["name"]
+        assert line.startswith(f"error: cannot read the log of pod {pod} (Job {job},"), line
         assert f"attempt {attempt})" in line and "no logs found" in line, line
 
     gate = kdag("logs", run, "gate", namespace=namespace)

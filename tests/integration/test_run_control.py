@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tests.support.cluster import Cluster, kubectl, wait_for
+from tests.support.cluster import Cluster, job_of, kubectl, wait_for
 from tests.support.operator import (
     WAIT_SECONDS,
     apply,
@@ -53,7 +53,9 @@ def test_approve_a_gate_with_kubectl_annotate(namespace: str) -> None:
     gate = done["nodes"]["publish"]
     assert gate["approvedBy"] == "alice"
     assert gate["answeredAt"]
-    assert f"{run}-publish-1" not in {j["metadata"]["name"] for j in jobs(namespace, run)}
+    assert job_of(namespace, run, "publish") not in {
+        j["metadata"]["name"] for j in jobs(namespace, run)
+    }
 
 
 def test_reject_a_gate(namespace: str) -> None:
@@ -84,7 +86,7 @@ def test_suspend_lets_running_nodes_finish_and_resume_continues(namespace: str) 
     wait_node(namespace, run, "a", "Succeeded")
     paused = wait_phase(namespace, run, "Suspended")
     assert paused["nodes"]["b"]["phase"] in ("Pending", "Queued")
-    assert {j["metadata"]["name"] for j in jobs(namespace, run)} == {f"{run}-a-1"}
+    assert {j["metadata"]["name"] for j in jobs(namespace, run)} == {job_of(namespace, run, "a")}
     kubectl("patch", "workflowrun", run, "-n", namespace, "--type=merge",
             "-p", '{"spec": {"suspend": false}}')  # fmt: skip
     wait_phase(namespace, run, "Succeeded")
@@ -99,8 +101,17 @@ def test_cancel_deletes_running_jobs_and_runs_finally(namespace: str) -> None:
             "-p", '{"spec": {"cancel": true}}')  # fmt: skip
     done = wait_phase(namespace, run, "Cancelled")
     assert node_phases(done) == {"a": "Cancelled", "b": "Cancelled", "notify": "Succeeded"}
-    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=240s")
-    assert {j["metadata"]["name"] for j in jobs(namespace, run)} == {f"{run}-notify-1"}
+    kubectl(
+        "wait",
+        "--for=delete",
+        f"job/{job_of(namespace, run, 'a')}",
+        "-n",
+        namespace,
+        "--timeout=240s",
+    )
+    assert {j["metadata"]["name"] for j in jobs(namespace, run)} == {
+        job_of(namespace, run, "notify")
+    }
 
 
 def test_a_killed_operator_resumes_every_run_without_duplicate_jobs(
@@ -123,7 +134,8 @@ def test_a_killed_operator_resumes_every_run_without_duplicate_jobs(
     kdag_operator.kill()
     # While it is down, Jobs finish unobserved.
     for r in runs:
-        kubectl("wait", "--for=condition=Complete", f"job/{r}-b-1", "-n", namespace,
+        job = job_of(namespace, r, "b")
+        kubectl("wait", "--for=condition=Complete", f"job/{job}", "-n", namespace,
                 "--timeout=240s")  # fmt: skip
     kdag_operator.start()
     for r in runs:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cluster import Cluster, kubectl, wait_for
+from tests.support.cluster import Cluster, job_of, kubectl, wait_for
 from tests.support.operator import (
     JobWatch,
     apply,
@@ -41,7 +41,9 @@ def test_linear_chain_runs_in_order_with_one_job_per_node(namespace: str) -> Non
     started = {n: done["nodes"][n]["startedAt"] for n in "abc"}
     assert finished["a"] <= started["b"] and finished["b"] <= started["c"]
     created = jobs(namespace, run)
-    assert sorted(j["metadata"]["name"] for j in created) == [f"{run}-{n}-1" for n in "abc"]
+    assert sorted(j["metadata"]["name"] for j in created) == [
+        job_of(namespace, run, n) for n in "abc"
+    ]
     for job in created:
         assert job["metadata"]["ownerReferences"][0]["name"] == run
         assert job["spec"]["backoffLimit"] == 0
@@ -100,7 +102,9 @@ def test_outputs_flow_downstream_into_when_and_templates(namespace: str) -> None
     run = create(namespace, run_of("flow"))
     done = wait_phase(namespace, run, "Succeeded")
     assert done["nodes"]["extract"]["outputs"] == {"rows": "120", "regions": '["eu","us"]'}
-    load_job = next(j for j in jobs(namespace, run) if j["metadata"]["name"] == f"{run}-load-1")
+    load_job = next(
+        j for j in jobs(namespace, run) if j["metadata"]["name"] == job_of(namespace, run, "load")
+    )
     assert load_job["spec"]["template"]["spec"]["containers"][0]["args"] == ["--rows", "120"]
     assert {"per-region[eu]", "per-region[us]"} <= set(done["nodes"])
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.support.cluster import kubectl
+from tests.support.cluster import job_of, kubectl
 from tests.support.operator import (
     apply,
     create,
@@ -42,8 +42,8 @@ def test_a_failed_attempt_is_retried_after_the_backoff_and_succeeds(namespace: s
     release_pod(namespace, run, "a", attempt=2)
     done = wait_phase(namespace, run, "Succeeded")
     assert done["nodes"]["a"]["attempt"] == 2
-    first = _job(namespace, run, f"{run}-a-1")
-    second = _job(namespace, run, f"{run}-a-2")
+    first = _job(namespace, run, job_of(namespace, run, "a"))
+    second = _job(namespace, run, job_of(namespace, run, "a", 2))
     failed_at = next(
         c["lastTransitionTime"] for c in first["status"]["conditions"] if c["type"] == "Failed"
     )
@@ -57,7 +57,7 @@ def test_a_node_over_its_timeout_is_timed_out(namespace: str) -> None:
     run = create(namespace, run_of("slow"))
     done = wait_phase(namespace, run, "Failed")
     assert done["nodes"]["a"]["phase"] == "TimedOut"
-    assert _job(namespace, run, f"{run}-a-1")["spec"]["activeDeadlineSeconds"] == 2
+    assert _job(namespace, run, job_of(namespace, run, "a"))["spec"]["activeDeadlineSeconds"] == 2
 
 
 def test_a_run_over_its_timeout_deletes_its_jobs_and_ends_timed_out(namespace: str) -> None:
@@ -66,7 +66,14 @@ def test_a_run_over_its_timeout_deletes_its_jobs_and_ends_timed_out(namespace: s
     run = create(namespace, run_of("late"))
     done = wait_phase(namespace, run, "TimedOut")
     assert node_phases(done) == {"a": "TimedOut", "b": "Cancelled"}
-    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=240s")
+    kubectl(
+        "wait",
+        "--for=delete",
+        f"job/{job_of(namespace, run, 'a')}",
+        "-n",
+        namespace,
+        "--timeout=240s",
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,4 +114,9 @@ def test_rerun_reruns_only_the_failed_nodes(namespace: str) -> None:
     assert done["reruns"] == 1
     assert done["nodes"]["a"]["attempt"] == 1  # kept, not run again
     names = sorted(j["metadata"]["name"] for j in jobs(namespace, run))
-    assert names == [f"{run}-a-1", f"{run}-b-1", f"{run}-b-2", f"{run}-c-1"]
+    assert names == [
+        job_of(namespace, run, "a"),
+        job_of(namespace, run, "b"),
+        job_of(namespace, run, "b", 2),
+        job_of(namespace, run, "c"),
+    ]

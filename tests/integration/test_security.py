@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import Cluster, KubectlError, kubectl, wait_for
+from tests.support.cluster import Cluster, KubectlError, job_of, kubectl, wait_for
 from tests.support.helm_release import Release, can_i, installed, only_identity_may_act
 from tests.support.operator import apply, create, jobs, pods, run_of, wait_phase, workflow
 from tests.support.operator_process import scoped_operator, service_account_kubeconfig
@@ -128,12 +128,12 @@ def test_job_pods_run_as_the_service_account_and_security_context_their_workflow
         template = _job_pod_spec(env.namespace, run, node)
         assert template["serviceAccountName"] == account
         assert template["securityContext"] == RESTRICTED
-        pod = _pod_spec(env.namespace, f"{run}-{node}-1")
+        pod = _pod_spec(env.namespace, job_of(env.namespace, run, node))
         assert pod["serviceAccountName"] == account
         assert pod["securityContext"] == RESTRICTED
         assert pod["serviceAccountName"] != env.release.service_account
     # The node that asked for no token has none mounted.
-    publish = _pod_spec(env.namespace, f"{run}-publish-1")
+    publish = _pod_spec(env.namespace, job_of(env.namespace, run, "publish"))
     assert publish["automountServiceAccountToken"] is False
     assert not [v for v in publish.get("volumes") or [] if v["name"].startswith("kube-api-access")]
 
@@ -145,7 +145,7 @@ def test_a_node_without_pod_template_runs_as_the_namespace_default_service_accou
     run = create(env.namespace, run_of("plain"))
     wait_phase(env.namespace, run, "Succeeded", timeout=240)
     assert "serviceAccountName" not in _job_pod_spec(env.namespace, run, "a")
-    pod = _pod_spec(env.namespace, f"{run}-a-1")
+    pod = _pod_spec(env.namespace, job_of(env.namespace, run, "a"))
     assert pod["serviceAccountName"] == "default"
     assert pod["serviceAccountName"] != env.release.service_account
 
@@ -185,7 +185,7 @@ def test_an_account_named_like_the_operators_in_another_namespace_is_usable(env:
     apply(env.namespace, workflow("namesake", nodes))
     run = create(env.namespace, run_of("namesake"))
     wait_phase(env.namespace, run, "Succeeded", timeout=240)
-    pod = _pod_spec(env.namespace, f"{run}-a-1")
+    pod = _pod_spec(env.namespace, job_of(env.namespace, run, "a"))
     assert pod["serviceAccountName"] == account  # env.namespace's own account of that name
 
 

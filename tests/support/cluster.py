@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kdag.engine.names import job_name
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
 
@@ -230,3 +232,9 @@ def namespace_policy(
             "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name,
             "--ignore-not-found",
         )  # fmt: skip
+
+
+def job_of(namespace: str, run: str, node: str, attempt: int = 1) -> str:
+    """The name of the Job kdag makes for a node attempt of the run (it hashes the run's uid)."""
+    uid = kubectl("get", "workflowrun", run, "-n", namespace, "-o", "jsonpath={.metadata.uid}")
+    return job_name(run, uid, node, attempt)

@@ -37,6 +37,7 @@ from typing import IO, Any
 import kubernetes
 import yaml
 
+from kdag.engine.names import run_label
 from tests.support.cluster import (
     REPO_ROOT,
     KubectlError,
@@ -668,7 +669,7 @@ def release_when_started(
 ) -> None:
     """`release_pod`, after waiting (longer than it does) for the Job controller to make the
     pod: on a cluster busy with other sessions' Jobs that can take minutes."""
-    selector = f"kdag.dev/run={run},kdag.dev/node={node},kdag.dev/attempt={attempt}"
+    selector = f"kdag.dev/run={run_label(run)},kdag.dev/node={node},kdag.dev/attempt={attempt}"
     wait_for(
         lambda: pods(namespace, selector), timeout=timeout, what=f"the pod of {node}#{attempt}"
     )

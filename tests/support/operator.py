@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from kdag.engine.names import run_label
 from tests.support.cluster import (
     REPO_ROOT,
     Cluster,
@@ -290,7 +291,7 @@ def wait_node(
 
 
 def jobs(namespace: str, run: str) -> list[dict[str, Any]]:
-    found = kubectl_json("get", "jobs", "-n", namespace, "-l", f"kdag.dev/run={run}")
+    found = kubectl_json("get", "jobs", "-n", namespace, "-l", f"kdag.dev/run={run_label(run)}")
     items: list[dict[str, Any]] = found["items"]
     return items
 
@@ -312,7 +313,7 @@ def release_pod(namespace: str, run: str, node: str, attempt: int, exit_code: in
     and attempt 2 to succeed makes the pods hang and then decides per pod, as a flaky
     dependency would.
     """
-    selector = f"kdag.dev/run={run},kdag.dev/node={node},kdag.dev/attempt={attempt}"
+    selector = f"kdag.dev/run={run_label(run)},kdag.dev/node={node},kdag.dev/attempt={attempt}"
     found = wait_for(
         lambda: pods(namespace, selector), timeout=WAIT_SECONDS, what=f"pod of {node}#{attempt}"
     )
@@ -337,7 +338,7 @@ class JobWatch:
         self._proc = subprocess.Popen(
             [
                 str(bin_dir() / "kubectl"), "--kubeconfig", str(current_kubeconfig()),
-                "get", "jobs", "-n", self.namespace, "-l", f"kdag.dev/run={self.run}",
+                "get", "jobs", "-n", self.namespace, "-l", f"kdag.dev/run={run_label(self.run)}",
                 "--watch", "--output-watch-events", "-o", "json",
             ],
             stdout=subprocess.PIPE,

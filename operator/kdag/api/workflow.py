@@ -24,6 +24,16 @@ MAX_DEPENDENCIES = 100
 # evaluate (kdag.engine.conditions), which length alone cannot: 135 characters of nested
 # comprehensions cost millions of steps.
 MAX_WHEN_LENGTH = 1024
+# Upper bounds of the numeric fields (docs/limits.md). Durations are added to timestamps,
+# which overflow past the year 9999: without a bound a huge value passed validation and then
+# failed every pass. One year for deadlines and the TTL, one day between attempts.
+MAX_DURATION_SECONDS = 365 * 24 * 3600
+MAX_BACKOFF_SECONDS = 24 * 3600
+MAX_RETRIES = 100
+MAX_RETRY_FACTOR = 10.0
+# More than any run can have running (fan-out is bounded by the operator's --max-nodes).
+MAX_PARALLELISM = 1_000_000
+MAX_HISTORY = 1000
 
 
 class ParamSpec(SpecModel):
@@ -76,16 +86,25 @@ class RetryPolicy(SpecModel):
     """How a failed or timed-out attempt is retried."""
 
     limit: int = Field(
-        default=0, ge=0, le=100, description="Retries after the first attempt (0: none)."
+        default=0, ge=0, le=MAX_RETRIES, description="Retries after the first attempt (0: none)."
     )
     backoff_seconds: int = Field(
-        default=10, ge=0, description="Wait before the first retry, in seconds."
+        default=10,
+        ge=0,
+        le=MAX_BACKOFF_SECONDS,
+        description="Wait before the first retry, in seconds (at most one day).",
     )
     factor: float = Field(
-        default=2.0, ge=1.0, le=10.0, description="Each further retry waits this many times longer."
+        default=2.0,
+        ge=1.0,
+        le=MAX_RETRY_FACTOR,
+        description="Each further retry waits this many times longer.",
     )
     max_backoff_seconds: int = Field(
-        default=300, ge=0, description="Upper bound of the wait between attempts, in seconds."
+        default=300,
+        ge=0,
+        le=MAX_BACKOFF_SECONDS,
+        description="Upper bound of the wait between attempts, in seconds (at most one day).",
     )
 
 
@@ -94,7 +113,10 @@ class ApprovalSpec(SpecModel):
 
     message: str | None = Field(default=None, description="The question shown to approvers.")
     timeout_seconds: int | None = Field(
-        default=None, ge=1, description="The gate fails if nobody answers within this time."
+        default=None,
+        ge=1,
+        le=MAX_DURATION_SECONDS,
+        description="The gate fails if nobody answers within this many seconds (at most one year).",
     )
     approvers: list[str] | None = Field(
         default=None,
@@ -196,7 +218,10 @@ class NodeDefaults(SpecModel):
         default=None, description="Resource requests and limits."
     )
     timeout_seconds: int | None = Field(
-        default=None, ge=1, description="Node deadline: the Job's activeDeadlineSeconds."
+        default=None,
+        ge=1,
+        le=MAX_DURATION_SECONDS,
+        description="Node deadline in seconds (at most one year): the Job's activeDeadlineSeconds.",
     )
     retry: RetryPolicy | None = Field(default=None, description="Retry policy of failed attempts.")
     pod_template: FreeForm | None = Field(
@@ -256,7 +281,10 @@ class NodeSpec(SpecModel):
         default=None, description="Resource requests and limits."
     )
     timeout_seconds: int | None = Field(
-        default=None, ge=1, description="Node deadline: the Job's activeDeadlineSeconds."
+        default=None,
+        ge=1,
+        le=MAX_DURATION_SECONDS,
+        description="Node deadline in seconds (at most one year): the Job's activeDeadlineSeconds.",
     )
     retry: RetryPolicy | None = Field(default=None, description="Retry policy of failed attempts.")
     approval: ApprovalSpec | None = Field(
@@ -288,8 +316,10 @@ class NodeSpec(SpecModel):
 class HistoryLimit(SpecModel):
     """How many finished scheduled runs are kept."""
 
-    succeeded: int = Field(default=3, ge=0, description="Succeeded runs kept.")
-    failed: int = Field(default=1, ge=0, description="Runs kept that did not succeed.")
+    succeeded: int = Field(default=3, ge=0, le=MAX_HISTORY, description="Succeeded runs kept.")
+    failed: int = Field(
+        default=1, ge=0, le=MAX_HISTORY, description="Runs kept that did not succeed."
+    )
 
 
 class ScheduleSpec(SpecModel):
@@ -326,12 +356,15 @@ class WorkflowSpec(SpecModel):
     parallelism: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_PARALLELISM,
         description="Most nodes of one run running at once; 0 or unset means unbounded.",
     )
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
-        description="Whole-run deadline: running Jobs are deleted and the run ends TimedOut.",
+        le=MAX_DURATION_SECONDS,
+        description="Whole-run deadline in seconds (at most one year): running Jobs are deleted "
+        "and the run ends TimedOut.",
     )
     on_failure: Literal["stop", "continue"] | None = Field(
         default=None,
@@ -351,7 +384,11 @@ class WorkflowSpec(SpecModel):
         default=None, description="Create runs of this workflow on a cron schedule."
     )
     ttl_seconds_after_finished: int | None = Field(
-        default=None, ge=0, description="Finished runs of this workflow are deleted after this."
+        default=None,
+        ge=0,
+        le=MAX_DURATION_SECONDS,
+        description="Finished runs of this workflow are deleted after this many seconds (at "
+        "most one year).",
     )
     job_retention_policy: Literal["Retain", "DeleteSucceeded", "Delete"] | None = Field(
         default=None,

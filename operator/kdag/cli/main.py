@@ -250,7 +250,7 @@ def _logs(cluster: Cluster, run_name: str, node: str) -> int:
         why = "is an approval gate: it runs no container" if gate else "has not started"
         say(f"error: {where} {why} ({status.phase})", error=True)
         return 1
-    job = names.current_job(run_name, node, status.job, status.attempt)
+    job = names.current_job(run_name, run.metadata.uid or "", node, status.job, status.attempt)
     assert job is not None  # it has an attempt
     pod = cluster.pod_of_job(job)
     if pod is None:

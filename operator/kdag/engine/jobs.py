@@ -13,7 +13,7 @@ CONTAINER_NAME = "main"
 
 def job_labels(run: str, workflow: str, instance: str, attempt: int) -> dict[str, str]:
     return {
-        model.LABEL_RUN: run,
+        model.LABEL_RUN: names.run_label(run),
         model.LABEL_NODE: names.label_value(instance),
         model.LABEL_ATTEMPT: str(attempt),
         model.LABEL_WORKFLOW: names.label_value(workflow),
@@ -69,7 +69,7 @@ def build_job(
     becomes activeDeadlineSeconds; the run owns the Job so deleting the run deletes it.
     """
     labels = job_labels(run_name, workflow_name, instance, attempt)
-    annotations = {model.ANNOTATION_INSTANCE: instance}
+    annotations = {model.ANNOTATION_INSTANCE: instance, model.ANNOTATION_RUN: run_name}
     if ready_at is not None:
         annotations[model.ANNOTATION_READY_AT] = ready_at
     container: dict[str, Any] = {
@@ -107,7 +107,7 @@ def build_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": names.job_name(run_name, instance, attempt),
+            "name": names.job_name(run_name, run_uid, instance, attempt),
             "namespace": run_namespace,
             "labels": labels,
             "annotations": annotations,

@@ -27,6 +27,8 @@ LABEL_WORKFLOW = "kdag.dev/workflow"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kdag"
 ANNOTATION_INSTANCE = "kdag.dev/node-instance"
+# The run's full name: the `kdag.dev/run` label holds a shortened form of names over 63.
+ANNOTATION_RUN = "kdag.dev/run-name"
 ANNOTATION_READY_AT = "kdag.dev/ready-at"
 
 SERVICE_ACCOUNT_USER = "system:serviceaccount"

@@ -53,17 +53,22 @@ def shorten(name: str, limit: int = MAX_NAME, *, exact: bool = True) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def job_name(run: str, instance: str, attempt: int) -> str:
-    """`<run>-<node>-<attempt>`, hashed to stay a valid 63-character DNS label."""
-    node_part = sanitize(instance)
+def job_name(run: str, run_uid: str, instance: str, attempt: int) -> str:
+    """`<run>-<node>-<hash>-<attempt>`, shortened to stay a valid 63-character DNS label.
+
+    The hash covers the run's uid and the exact instance key, so names never collide:
+    neither between runs whose names and node names join to the same text (`etl-daily` +
+    `extract`, `etl` + `daily-extract`), nor with the Jobs a deleted run of the same name left
+    behind. It is stable for the life of one run object, so a restarted operator computes the
+    same name again.
+    """
     suffix = f"-{attempt}"
-    base = f"{run}-{node_part}"
-    exact = node_part == instance and sanitize(run) == run
-    if exact and len(base) + len(suffix) <= MAX_NAME:
-        return base + suffix
-    digest = _digest(f"{run}/{instance}")
+    digest = _digest(f"{run}/{run_uid}/{instance}")
     room = MAX_NAME - len(suffix) - len(digest) - 1
-    prefix = sanitize(base[:room]).rstrip("-")
+    node_part = sanitize(instance)
+    # A long run name leaves the node at least half of the room, so names stay telling.
+    run_part = sanitize(run)[: max(room - len(node_part) - 1, room // 2)].rstrip("-")
+    prefix = f"{run_part}-{node_part}"[:room].rstrip("-")
     return f"{prefix}-{digest}{suffix}"
 
 
@@ -73,9 +78,17 @@ def label_value(text: str) -> str:
     return shorten(cleaned or "x", exact=cleaned == text)
 
 
-def current_job(run: str, key: str, job: str | None, attempt: int | None) -> str | None:
+def run_label(run: str) -> str:
+    """The `kdag.dev/run` label value of a run: its name when that fits (63 characters),
+    else a prefix and a hash; the full name is in the `kdag.dev/run-name` annotation."""
+    return label_value(run)
+
+
+def current_job(
+    run: str, run_uid: str, key: str, job: str | None, attempt: int | None
+) -> str | None:
     """The Job of a node's current attempt: the one its status names, else (fan-out
     instances keep it out of status) the deterministic name; None before its first attempt."""
     if job or not attempt:
         return job
-    return job_name(run, key, attempt)
+    return job_name(run, run_uid, key, attempt)

@@ -171,6 +171,7 @@ class _Planner:
         self.start_failures = False
         # Jobs this plan asks to create: active, though not observed yet.
         self.creating: set[str] = set()
+        self.by_attempt: dict[tuple[str, int], str] | None = None
         # When the operator saw the Jobs of nodes that succeeded in this pass finish: their
         # dependents became ready then, not when this pass began (SPEC §8 measures from it).
         self.done_seen: dict[str, datetime] = {}
@@ -720,7 +721,7 @@ class _Planner:
         ns = self.nodes[key]
         if self.observed.refused:
             # The namespace has no room for Jobs now: adopt what this pass made, make nothing.
-            name = names.job_name(self.ctx.name, key, (ns.attempt or 0) + 1)
+            name = names.job_name(self.ctx.name, self.ctx.uid, key, (ns.attempt or 0) + 1)
             if name not in self.observed.jobs:
                 refusal = self.observed.refused.get(name)
                 if refusal is not None:
@@ -811,7 +812,14 @@ class _Planner:
 
     def _job_of(self, key: str, ns: NodeStatus) -> str | None:
         """The Job of the node's current attempt (fan-out instances don't store it)."""
-        return names.current_job(self.ctx.name, key, ns.job, ns.attempt)
+        name = names.current_job(self.ctx.name, self.ctx.uid, key, ns.job, ns.attempt)
+        if ns.job or not ns.attempt or name in self.observed.jobs or name in self.creating:
+            return name
+        # An instance started by an operator that named Jobs differently (before an upgrade)
+        # is found by its instance and attempt, not taken for deleted.
+        if self.by_attempt is None:
+            self.by_attempt = {(j.instance, j.attempt): n for n, j in self.observed.jobs.items()}
+        return self.by_attempt.get((key, ns.attempt), name)
 
     # ----------------------------------------------------------------- templates and CEL
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from croniter import croniter
+from pydantic import BaseModel
 
 from kdag.api import NodeSpec, WorkflowSpec
 from kdag.engine import budget, conditions, templating
@@ -38,6 +39,7 @@ def validate_workflow(
 ) -> list[Problem]:
     """All problems of the workflow; an empty list means it can run."""
     problems = structure_problems(workflow)
+    problems.extend(bound_problems(workflow))
     problems.extend(_param_problems(workflow))
     count = node_count(workflow)
     if count > max_nodes:
@@ -85,6 +87,30 @@ def _size_problems(workflow: WorkflowSpec, count: int, output_budget: int) -> It
         "may take: fan out over fewer items, split the workflow, or lower the operator's "
         "--max-run-output-bytes",
     )
+
+
+def bound_problems(model: BaseModel, path: str = "") -> Iterator[Problem]:
+    """The schema's numeric bounds, checked again on the model.
+
+    pydantic and the CRD enforce them on input; a model built without validation (or a value
+    that slipped past them some other way) must still make the run Invalid, naming the field,
+    rather than overflow the time arithmetic on every pass.
+    """
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        where = f"{path}.{info.alias or _camel(name)}" if path else (info.alias or _camel(name))
+        if isinstance(value, BaseModel):
+            yield from bound_problems(value, where)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from bound_problems(item, f"{where}[{getattr(item, 'name', i)}]")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            for bound in info.metadata:
+                if (most := getattr(bound, "le", None)) is not None and value > most:
+                    yield Problem(where, f"{value} is more than the maximum of {most}")
+                if (least := getattr(bound, "ge", None)) is not None and value < least:
+                    yield Problem(where, f"{value} is less than the minimum of {least}")
 
 
 def problems_block_graph(problems: list[Problem]) -> bool:

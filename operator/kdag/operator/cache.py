@@ -127,6 +127,10 @@ class Cache:
             observed.resource_version, current.resource_version
         ):
             return key, False
+        if current is not None and not current.uid and current.owner_uid != observed.owner_uid:
+            # The stranger that took the name of a Job this run could not create: the failed
+            # attempt must stay on record, not turn into "deleted" when the stranger is seen.
+            return key, False
         if current is not None and current.observation.state is observed.observation.state:
             seen_at = current.observation.seen_at
         else:

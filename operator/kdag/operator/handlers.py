@@ -12,11 +12,11 @@ from typing import Any, cast
 
 import kopf
 
-from kdag.engine.model import LABEL_RUN, JobState
+from kdag.engine.model import JobState
 from kdag.operator.app import Operator
 from kdag.operator.cache import run_key, user_inputs
 from kdag.operator.config import JOBS_RESOURCE, PODS_RESOURCE, RUNS_RESOURCE
-from kdag.operator.observe import pod_job_name, pod_result
+from kdag.operator.observe import pod_job_name, pod_result, run_of
 
 DELETED = "DELETED"
 
@@ -69,7 +69,7 @@ def handle_pod_event(app: Operator, event_type: str | None, body: dict[str, Any]
     result = pod_result(body)
     job_name = pod_job_name(body)
     meta = body.get("metadata") or {}
-    run = (meta.get("labels") or {}).get(LABEL_RUN)
+    run = run_of(meta)
     if result is None or job_name is None or not run:
         return
     namespace = str(meta.get("namespace", ""))

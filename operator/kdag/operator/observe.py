@@ -11,6 +11,7 @@ from typing import Any
 from kdag.engine.jobs import CONTAINER_NAME
 from kdag.engine.model import (
     ANNOTATION_INSTANCE,
+    ANNOTATION_RUN,
     LABEL_ATTEMPT,
     LABEL_RUN,
     JobObservation,
@@ -75,7 +76,7 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob | None:
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     instance = annotations.get(ANNOTATION_INSTANCE)
-    run = labels.get(LABEL_RUN)
+    run = run_of(meta)
     try:
         attempt = int(labels.get(LABEL_ATTEMPT, ""))
     except ValueError:
@@ -115,6 +116,15 @@ def observe_job(job: Mapping[str, Any]) -> ObservedJob | None:
         observation=observation,
         awaiting_pods=awaiting_pods(job),
     )
+
+
+def run_of(meta: Mapping[str, Any]) -> str | None:
+    """The name of the run a Job or pod belongs to: the annotation holds it in full; the
+    label only when the name fits a label value (as on Jobs made before the annotation)."""
+    name = (meta.get("annotations") or {}).get(ANNOTATION_RUN)
+    if not name:
+        name = (meta.get("labels") or {}).get(LABEL_RUN)
+    return name if isinstance(name, str) and name else None
 
 
 def _controller_uid(meta: Mapping[str, Any]) -> str | None:

@@ -303,7 +303,7 @@ class Reconciler:
             return
         self._cache.put_run(found)
         if self._cache.is_primed(key):
-            listing = await self._kube.list_jobs(key[0], f"{LABEL_RUN}={key[1]}")
+            listing = await self._kube.list_jobs(key[0], f"{LABEL_RUN}={names.run_label(key[1])}")
             gone = self._cache.resync_jobs(key, listing.items, listing.resource_version)
             if gone:
                 logger.info(
@@ -489,7 +489,7 @@ class Reconciler:
         """List the run's Jobs and pods once: the planner must see every Job that exists,
         or it would take a Job the watch has not shown yet for one deleted by hand. The
         Jobs go through the same reconciliation with the cache as a periodic resync."""
-        selector = f"{LABEL_RUN}={run.name}"
+        selector = f"{LABEL_RUN}={names.run_label(run.name)}"
         jobs, pods = await asyncio.gather(
             self._kube.list_jobs(run.namespace, selector),
             self._kube.list_pods(run.namespace, selector),
@@ -521,7 +521,7 @@ class Reconciler:
         for instance, node in (run.status.nodes or {}).items():
             if node.phase is not NodePhase.RUNNING or not node.attempt:
                 continue
-            name = names.current_job(run.name, instance, node.job, node.attempt)
+            name = names.current_job(run.name, run.uid, instance, node.job, node.attempt)
             if name is None:
                 continue
             job = self._cache.job(key, name)
@@ -689,30 +689,7 @@ class Reconciler:
             # The API refuses this Job for good (invalid podTemplate, forbidden): record it
             # as a failed attempt with the API's reason, so the node's retry policy applies
             # and its message says why.
-            logger.warning(
-                "Job %s for node %s could not be created: %s",
-                action.name,
-                action.instance,
-                exc.api_message,
-                extra=extra,
-            )
-            self._cache.put_observed_job(
-                ObservedJob(
-                    namespace=run.namespace,
-                    run=run.name,
-                    uid="",
-                    owner_uid=run.uid,
-                    resource_version="",
-                    observation=JobObservation(
-                        name=action.name,
-                        instance=action.instance,
-                        attempt=action.attempt,
-                        state=JobState.FAILED,
-                        reason=CREATE_FAILED_REASON,
-                        message=f"the Job could not be created: {exc.api_message}",
-                    ),
-                )
-            )
+            self._create_failed(run, action, exc.api_message)
             return None
         self._cache.put_job(created)
         ready_at = ((created.get("metadata") or {}).get("annotations") or {}).get(
@@ -734,10 +711,46 @@ class Reconciler:
             raise KubeError(409, "Conflict", f"Job {action.name} exists but cannot be read")
         owners = (existing.get("metadata") or {}).get("ownerReferences") or []
         if not any(o.get("uid") == run.uid for o in owners):
-            # A Job of an earlier run of the same name, which the garbage collector has not
-            # removed yet: wait for it rather than adopt a stranger's result.
-            raise KubeError(409, "Conflict", f"Job {action.name} belongs to another run")
+            # Names carry a hash of the run's uid, so this is no Job of ours: someone made it
+            # by hand, or it is a hash collision. Adopting it would take a stranger's result,
+            # and waiting for it would stall the whole run: this attempt fails instead.
+            owner = next((o for o in owners if o.get("controller")), None)
+            whose = f"its owner is {owner.get('kind')} {owner.get('name')}" if owner else "no owner"
+            self._create_failed(
+                run,
+                action,
+                f"a Job named {action.name} already exists and is not this run's ({whose})",
+            )
+            return
         self._cache.put_job(existing)
+
+    def _create_failed(self, run: ParsedRun, action: CreateJob, why: str) -> None:
+        """Record a Job the API would not create as a failed attempt with the reason, so the
+        node's retry policy applies and its message says why."""
+        logger.warning(
+            "Job %s for node %s could not be created: %s",
+            action.name,
+            action.instance,
+            why,
+            extra={"run": f"{run.namespace}/{run.name}", "node": action.instance},
+        )
+        self._cache.put_observed_job(
+            ObservedJob(
+                namespace=run.namespace,
+                run=run.name,
+                uid="",
+                owner_uid=run.uid,
+                resource_version="",
+                observation=JobObservation(
+                    name=action.name,
+                    instance=action.instance,
+                    attempt=action.attempt,
+                    state=JobState.FAILED,
+                    reason=CREATE_FAILED_REASON,
+                    message=f"the Job could not be created: {why}",
+                ),
+            )
+        )
 
     def _failed_create(self, key: RunKey, name: str) -> bool:
         job = self._cache.job(key, name)

@@ -35,7 +35,7 @@ def _raw(world: World, cancel: bool = False) -> dict[str, Any]:
     return {
         "apiVersion": "kdag.dev/v1alpha1",
         "kind": "WorkflowRun",
-        "metadata": {"name": "run1"},
+        "metadata": {"name": "run1", "uid": world.context().uid},
         "spec": {"workflowRef": {"name": "etl"}, "cancel": cancel},
         "status": world.status.to_wire(),
     }
@@ -126,9 +126,18 @@ def test_rerun_of_a_failed_run_only_annotates() -> None:
 
 
 def test_logs_are_printed_verbatim(capsys: pytest.CaptureFixture[str]) -> None:
-    cluster = FakeCluster(_raw(_gated()))
+    world = _gated()
+    cluster = FakeCluster(_raw(world))
     assert main._logs(cluster, "run1", "build") == 0  # type: ignore[arg-type]
-    assert capsys.readouterr().out == cluster.pod_logs("run1-build-1-abcde")
+    assert capsys.readouterr().out == cluster.pod_logs(f"{world.job_name('build')}-abcde")
+
+
+def test_logs_of_a_fan_out_instance_come_from_its_job(capsys: pytest.CaptureFixture[str]) -> None:
+    world = World(workflow(nodes=[{"name": "t", "forEach": ["eu", "us"]}]))
+    world.step()  # running; instances keep their Job names out of status
+    cluster = FakeCluster(_raw(world))
+    assert main._logs(cluster, "run1", "t[us]") == 0  # type: ignore[arg-type]
+    assert capsys.readouterr().out == cluster.pod_logs(f"{world.job_name('t[us]')}-abcde")
 
 
 def test_logs_of_a_gate_or_an_unknown_node_say_why_not(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from kdag.api import (
     WorkflowRunStatus,
     WorkflowSpec,
 )
+from kdag.engine import names
 from kdag.engine.model import (
     DEFAULT_OUTPUT_BUDGET,
     CreateJob,
@@ -101,6 +102,10 @@ class World:
             job_retention_policy=self.job_retention_policy,
             output_budget=self.output_budget,
         )
+
+    def job_name(self, instance: str, attempt: int = 1) -> str:
+        """The name the planner gives the Job of this attempt."""
+        return names.job_name(self.name, self.context().uid, instance, attempt)
 
     def step(self) -> PlanResult:
         """One pass, as the operator makes it: plan, apply; when the quota refused a create,

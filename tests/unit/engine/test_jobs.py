@@ -10,15 +10,19 @@ from pydantic import ValidationError
 from kdag.api import EnvVar, NodeSpec, WorkflowSpec
 from kdag.engine.defaults import effective_node
 from kdag.engine.jobs import build_job
+from kdag.engine.names import job_name
+from tests.unit.engine.test_names import LABEL_VALUE
 
 
-def _job(node: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+def _job(
+    node: dict[str, Any], defaults: dict[str, Any] | None = None, run: str = "etl-x7k2"
+) -> dict[str, Any]:
     spec = WorkflowSpec.model_validate(
         {"defaults": defaults or {"image": "busybox:1.36"}, "nodes": [node]}
     )
     eff = effective_node(spec, spec.nodes[0])
     return build_job(
-        run_name="etl-x7k2",
+        run_name=run,
         run_namespace="data",
         run_uid="uid-9",
         workflow_name="etl",
@@ -34,7 +38,7 @@ def _job(node: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[s
 def test_job_is_owned_by_the_run_and_labelled_for_kdag() -> None:
     job = _job({"name": "extract"})
     meta = job["metadata"]
-    assert meta["name"] == "etl-x7k2-extract-1"
+    assert meta["name"] == job_name("etl-x7k2", "uid-9", "extract", 1)
     assert meta["namespace"] == "data"
     assert meta["labels"] == {
         "kdag.dev/run": "etl-x7k2",
@@ -42,6 +46,10 @@ def test_job_is_owned_by_the_run_and_labelled_for_kdag() -> None:
         "kdag.dev/attempt": "1",
         "kdag.dev/workflow": "etl",
         "app.kubernetes.io/managed-by": "kdag",
+    }
+    assert meta["annotations"] == {
+        "kdag.dev/node-instance": "extract",
+        "kdag.dev/run-name": "etl-x7k2",
     }
     owner = meta["ownerReferences"][0]
     assert owner["kind"] == "WorkflowRun"
@@ -231,3 +239,14 @@ def test_a_localhost_seccomp_profile_needs_its_path() -> None:
         NodeSpec.model_validate(
             {"name": "a", "securityContext": {"seccompProfile": {"type": "Localhost"}}}
         )
+
+
+def test_a_run_name_too_long_for_a_label_is_hashed_there_and_kept_in_an_annotation() -> None:
+    run = "nightly-warehouse-refresh-for-the-emea-region-" + "x" * 24  # 70 characters
+    job = _job({"name": "extract"}, run=run)
+    for meta in (job["metadata"], job["spec"]["template"]["metadata"]):
+        assert all(len(v) <= 63 and LABEL_VALUE.match(v) for v in meta["labels"].values())
+        assert meta["labels"]["kdag.dev/run"].startswith("nightly-warehouse-refresh-")
+        assert meta["annotations"]["kdag.dev/run-name"] == run
+    assert job["metadata"]["ownerReferences"][0]["name"] == run
+    assert len(job["metadata"]["name"]) <= 63

@@ -207,7 +207,7 @@ def test_retry_succeeds_on_second_attempt_after_backoff() -> None:
     world.advance(5)
     world.step()
     assert world.node("a").attempt == 2
-    assert world.active_jobs()[0].name == "run1-a-2"
+    assert world.active_jobs()[0].name == world.job_name("a", 2)
     world.finish("a")
     world.step()
     assert world.phase is RunPhase.SUCCEEDED
@@ -217,7 +217,11 @@ def test_retries_stop_at_the_limit() -> None:
     world = World(workflow(nodes=[{"name": "a", "retry": {"limit": 2, "backoffSeconds": 1}}]))
     assert world.run(lambda i, a: FAIL) is RunPhase.FAILED
     assert world.node("a").attempt == 3
-    assert [c.name for c in world.created] == ["run1-a-1", "run1-a-2", "run1-a-3"]
+    assert [c.name for c in world.created] == [
+        world.job_name("a", 1),
+        world.job_name("a", 2),
+        world.job_name("a", 3),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -260,7 +264,7 @@ def test_run_timeout_deletes_running_jobs_and_ends_timed_out() -> None:
     assert result.requeue_at is not None
     world.now = result.requeue_at
     result = world.step()
-    assert [a.name for a in result.actions if isinstance(a, DeleteJob)] == ["run1-a-1"]
+    assert [a.name for a in result.actions if isinstance(a, DeleteJob)] == [world.job_name("a", 1)]
     assert world.phase is RunPhase.TIMED_OUT
     assert world.node("a").phase is NodePhase.TIMED_OUT
     assert world.node("b").phase is NodePhase.CANCELLED
@@ -272,24 +276,52 @@ def test_deleted_job_fails_the_attempt_with_a_clear_message() -> None:
     world.jobs.clear()
     world.step()
     assert world.node("a").phase is NodePhase.FAILED
-    assert world.node("a").message == "Job run1-a-1 was deleted before it finished"
+    assert world.node("a").message == f"Job {world.job_name('a')} was deleted before it finished"
+
+
+def test_running_instances_whose_jobs_an_older_operator_named_are_still_followed() -> None:
+    world = World(
+        workflow(
+            nodes=[{"name": "t", "forEach": ["eu", "us"]}, {"name": "after", "dependsOn": ["t"]}]
+        )
+    )
+    world.step()
+    # An upgrade: the Jobs were made under the names the previous version gave them.
+    world.jobs = {
+        f"run1-t-{j.instance[2:4]}-1": replace(j, name=f"run1-t-{j.instance[2:4]}-1")
+        for j in world.jobs.values()
+    }
+    world.step()
+    assert world.phases() == {
+        "t[eu]": NodePhase.RUNNING,
+        "t[us]": NodePhase.RUNNING,
+        "after": NodePhase.PENDING,
+    }
+    world.finish("t[eu]")
+    world.finish("t[us]")
+    world.step()
+    assert world.node("t[eu]").phase is S
+    assert world.active_instances() == ["after"]
 
 
 def test_an_attempt_whose_pods_were_refused_fails_with_the_refusal_and_its_job_is_deleted() -> None:
     world = World(workflow(nodes=[{"name": "a", "retry": {"limit": 1, "backoffSeconds": 5}}]))
     world.step()
     refusal = 'Error creating: pods "run1-a-1-x" is forbidden: violates PodSecurity "restricted"'
-    world.jobs["run1-a-1"] = replace(
-        world.jobs["run1-a-1"], state=JobState.FAILED, reason=PODS_REFUSED_REASON, message=refusal
+    world.jobs[world.job_name("a", 1)] = replace(
+        world.jobs[world.job_name("a", 1)],
+        state=JobState.FAILED,
+        reason=PODS_REFUSED_REASON,
+        message=refusal,
     )
     world.step()
     assert world.node("a").phase is NodePhase.RETRYING
     assert f"the Job's pod could not be created: {refusal}" in (world.node("a").message or "")
     # Still active in the cluster: the Job controller would keep trying to make its pod.
-    assert world.deleted == ["run1-a-1"]
+    assert world.deleted == [world.job_name("a", 1)]
     world.advance(5)
     world.step()
-    assert [c.name for c in world.created] == ["run1-a-1", "run1-a-2"]
+    assert [c.name for c in world.created] == [world.job_name("a", 1), world.job_name("a", 2)]
 
 
 # ---------------------------------------------------------------- parallelism and fan-out
@@ -705,7 +737,7 @@ def test_cancel_deletes_running_jobs_cancels_the_rest_and_runs_finally() -> None
     world.step()
     world.cancel = True
     world.step()
-    assert world.deleted == ["run1-a-1"]
+    assert world.deleted == [world.job_name("a", 1)]
     assert world.node("a").phase is NodePhase.CANCELLED
     assert world.node("b").phase is NodePhase.CANCELLED
     assert world.active_instances() == ["f"]
@@ -729,8 +761,8 @@ def test_rerun_resets_only_failed_and_skipped_nodes_and_keeps_outputs() -> None:
     assert world.run() is RunPhase.SUCCEEDED
     assert world.node("good").outputs == {"k": "v"}
     assert world.node("good").attempt == 1
-    assert world.node("bad").attempt == 2  # a new Job name: run1-bad-2
-    assert [c.name for c in world.created].count("run1-good-1") == 1
+    assert world.node("bad").attempt == 2  # a new Job name
+    assert [c.name for c in world.created].count(world.job_name("good", 1)) == 1
     assert world.status is not None and world.status.reruns == 1
 
 
@@ -800,6 +832,16 @@ def test_invalid_workflow_ends_the_run_invalid_naming_node_and_field(
     assert world.last is not None and world.last.actions == []
 
 
+def test_a_huge_timeout_that_slipped_past_validation_makes_the_run_invalid() -> None:
+    # Unvalidated (model_copy): the planner must not add it to a timestamp and overflow.
+    spec = workflow(nodes=[{"name": "a"}]).model_copy(update={"timeout_seconds": 10**12})
+    world = World(spec)
+    world.step()
+    assert world.phase is RunPhase.INVALID
+    assert world.status is not None
+    assert "timeoutSeconds: 1000000000000 is more than the maximum" in (world.status.message or "")
+
+
 def test_more_nodes_than_the_maximum_is_invalid() -> None:
     world = World(
         workflow(nodes=[{"name": "a", "forEach": [str(i) for i in range(11)]}]), max_nodes=10
@@ -855,7 +897,7 @@ def test_restarted_planner_adopts_an_existing_job_instead_of_creating_another() 
     world.step()
     assert world.last is not None and world.last.jobs_to_create == []
     assert len(first.jobs_to_create) == 1
-    assert world.node("a").job == "run1-a-1"
+    assert world.node("a").job == world.job_name("a", 1)
 
 
 def test_a_pass_that_fails_a_node_at_start_keeps_the_jobs_it_just_asked_for() -> None:

@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 
 from kdag.api import NodePhase, RunPhase, SkipReason
-from kdag.engine import budget, names
+from kdag.engine import budget
 from kdag.engine.model import DeleteJob, Observed
 from kdag.engine.planner import JOB_REFUSED, OUTPUT_TOO_LARGE, recorded_jobs_to_delete
 from kdag.engine.timeutil import parse_iso
@@ -48,7 +48,7 @@ def test_a_refused_node_backs_off_and_is_not_tried_before_its_time() -> None:
     assert world.refused == []  # not due yet: no create was even tried
     world.advance(0.5)
     result = world.step()
-    assert sorted(world.refused) == sorted(names.job_name("run1", k, 1) for k in INSTANCES[2:])
+    assert sorted(world.refused) == sorted(world.job_name(k, 1) for k in INSTANCES[2:])
     node = world.node("fan[c]")
     assert node.refusals == 2
     assert parse_iso(node.next_attempt_at or "") == world.now + timedelta(seconds=2)
@@ -150,14 +150,14 @@ def test_a_finished_job_is_deleted_only_once_its_result_is_recorded() -> None:
     assert result.requeue_at == world.now
     result = world.step()
     assert result.jobs_to_delete == [
-        DeleteJob("run1-a-1", "its result is recorded (jobRetentionPolicy Delete)")
+        DeleteJob(world.job_name("a", 1), "its result is recorded (jobRetentionPolicy Delete)")
     ]
     world.step()
     world.step()
     node = world.node("a")
     assert node.phase is NodePhase.SUCCEEDED  # not taken for a Job deleted by hand
     assert node.outputs == {"rows": "12"}
-    assert world.deleted == ["run1-a-1"]
+    assert world.deleted == [world.job_name("a", 1)]
 
 
 def test_delete_succeeded_keeps_failed_jobs_for_their_logs() -> None:
@@ -168,7 +168,7 @@ def test_delete_succeeded_keeps_failed_jobs_for_their_logs() -> None:
     # A finished run is no longer planned: the operator deletes what its last pass recorded.
     assert world.status is not None
     deletes = recorded_jobs_to_delete(world.status, Observed(world.jobs), "DeleteSucceeded")
-    assert [d.name for d in deletes] == ["run1-ok-1"]
+    assert [d.name for d in deletes] == [world.job_name("ok", 1)]
 
 
 def test_delete_removes_a_failed_attempt_once_its_retry_is_recorded() -> None:
@@ -179,7 +179,7 @@ def test_delete_removes_a_failed_attempt_once_its_retry_is_recorded() -> None:
     world.step()
     assert world.node("a").phase is NodePhase.RETRYING
     result = world.step()
-    assert [d.name for d in result.jobs_to_delete] == ["run1-a-1"]
+    assert [d.name for d in result.jobs_to_delete] == [world.job_name("a", 1)]
     assert world.node("a").phase is NodePhase.RETRYING
 
 

@@ -308,3 +308,19 @@ def test_a_pod_runs_as_the_account_the_api_server_would_read(
     pod_spec: dict[str, Any] | None, expected: tuple[str, str | None]
 ) -> None:
     assert pod_service_account(pod_spec) == expected
+
+
+def test_numbers_past_the_schema_bounds_are_problems_even_in_an_unvalidated_model() -> None:
+    # model_copy(update=...) skips validation, as any model built around pydantic would.
+    spec = WorkflowSpec.model_validate(
+        {"defaults": {"image": "busybox", "retry": {"limit": 1}}, "nodes": [{"name": "a"}]}
+    )
+    retry = spec.defaults.retry.model_copy(update={"max_backoff_seconds": 10**12})  # type: ignore[union-attr]
+    defaults = spec.defaults.model_copy(update={"retry": retry})  # type: ignore[union-attr]
+    node = spec.nodes[0].model_copy(update={"timeout_seconds": 10**12})
+    broken = spec.model_copy(update={"defaults": defaults, "nodes": [node], "parallelism": -1})
+    assert [str(p) for p in validate_workflow(broken)] == [
+        "defaults.retry.maxBackoffSeconds: 1000000000000 is more than the maximum of 86400",
+        "nodes[a].timeoutSeconds: 1000000000000 is more than the maximum of 31536000",
+        "parallelism: -1 is less than the minimum of 0",
+    ]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from kdag.engine import names
 from kdag.engine.model import EmitEvent
 from kdag.operator.cache import Cache
 from kdag.operator.kube import KubeError, Listing
@@ -19,6 +22,8 @@ from kdag.operator.reconciler import Reconciler
 from kdag.operator.status_patch import apply_merge_patch
 
 T0 = datetime(2026, 11, 22, 2, 0, 0, tzinfo=UTC)
+# The API server's rule for label values (and pod labels copy the Job's).
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def status_error(status: int, reason: str) -> KubeError:
@@ -90,6 +95,8 @@ class FakeKube:
         if ok:
             job["status"]["completionTime"] = "2026-11-22T02:00:05Z"
         job["metadata"]["resourceVersion"] = self._next_rv()
+        # The Job controller gives the pod the Job template's labels and annotations.
+        template = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
         terminated = {"exitCode": pod.get("exit_code", 0 if ok else 1)}
         if "message" in pod:
             terminated["message"] = pod["message"]
@@ -98,9 +105,10 @@ class FakeKube:
                 "name": f"{name}-pod",
                 "namespace": namespace,
                 "labels": {
+                    **(template.get("labels") or {}),
                     "batch.kubernetes.io/job-name": name,
-                    "kdag.dev/run": job["metadata"]["labels"]["kdag.dev/run"],
                 },
+                "annotations": dict(template.get("annotations") or {}),
                 "ownerReferences": [
                     {"kind": "Job", "uid": job["metadata"]["uid"], "controller": True}
                 ],
@@ -118,6 +126,19 @@ class FakeKube:
         key = (namespace, manifest["metadata"]["name"])
         if key in self.jobs:
             raise status_error(409, "AlreadyExists")
+        for label, value in manifest["metadata"].get("labels", {}).items():
+            if len(value) > 63 or not LABEL_VALUE.match(value):
+                raise KubeError(
+                    422,
+                    "Unprocessable Entity",
+                    json.dumps(
+                        {
+                            "kind": "Status",
+                            "reason": "Invalid",
+                            "message": f"metadata.labels: Invalid value: {value!r} ({label})",
+                        }
+                    ),
+                )
         if self.job_quota is not None and len(self.jobs) >= self.job_quota:
             raise quota_exceeded(key[1], len(self.jobs), self.job_quota)
         job = copy.deepcopy(dict(manifest))
@@ -298,6 +319,24 @@ class Harness:
         for run in list(self.reconciler._timers):
             self.reconciler._cancel_timer(run)
 
+    def job(self, key: tuple[str, str], instance: str, attempt: int = 1) -> str:
+        """The name the operator gives the Job of a node attempt of the run."""
+        return names.job_name(key[1], self.kube.runs[key]["metadata"]["uid"], instance, attempt)
+
+    def job_of(self, key: tuple[str, str], instance: str, attempt: int = 1) -> str:
+        """The name of the Job the operator made for a node attempt of the run."""
+        uid = self.kube.runs[key]["metadata"]["uid"]
+        for (namespace, name), job in self.kube.jobs.items():
+            meta = job["metadata"]
+            if (
+                namespace == key[0]
+                and meta.get("annotations", {}).get("kdag.dev/node-instance") == instance
+                and meta.get("labels", {}).get("kdag.dev/attempt") == str(attempt)
+                and any(o.get("uid") == uid for o in meta.get("ownerReferences", []))
+            ):
+                return name
+        raise KeyError(f"no Job for attempt {attempt} of {instance} of {key}")
+
     def status(self, key: tuple[str, str]) -> dict[str, Any]:
         return dict(self.kube.runs[key].get("status") or {})
 
@@ -319,6 +358,14 @@ def run_body(
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"workflow": spec},
     }
+
+
+def watch_handlers_app(cache: Cache, reconciler: Any) -> Any:
+    """What the kopf handlers reach through `memo["kdag"]`: the cache, the reconciler, and a
+    refusal finder that ignores Jobs (test_op_refusals.py covers it)."""
+    return SimpleNamespace(
+        cache=cache, reconciler=reconciler, refusals=SimpleNamespace(consider=lambda *_: None)
+    )
 
 
 def set_spec(**fields: Any) -> Callable[[dict[str, Any]], None]:

@@ -135,7 +135,7 @@ def test_an_account_of_the_same_name_in_another_namespace_is_not_the_operators(
     key = guarded.create_run(_borrowing_run("team-a"))
     guarded.reconcile(key)
     assert guarded.status(key)["phase"] == "Running"
-    job = guarded.kube.jobs[("team-a", "r1-a-1")]
+    job = guarded.kube.jobs[("team-a", guarded.job_of(key, "a"))]
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == "kdag"
 
 

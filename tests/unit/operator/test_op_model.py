@@ -31,10 +31,17 @@ import copy
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
-from conftest import Clock, FakeKube, RecordingEvents, annotate, set_spec, status_error
+from conftest import (
+    Clock,
+    FakeKube,
+    RecordingEvents,
+    annotate,
+    set_spec,
+    status_error,
+    watch_handlers_app,
+)
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -140,8 +147,11 @@ class ModelKube(FakeKube):
         before = copy.deepcopy(self.runs[(namespace, name)].get("status") or {})
         stored = await super().patch_run_status(namespace, name, patch)
         after = stored.get("status") or {}
-        self.violations.extend(status_moves_backwards(before, after))
-        self.recorded.update(recorded_jobs(after))
+        try:
+            self.violations.extend(status_moves_backwards(before, after))
+            self.recorded.update(recorded_jobs(after))
+        except Exception as exc:  # the reconciler would take it for a failed write
+            self.violations.append(f"the model's own check failed: {exc!r}")
         self.record("run", "MODIFIED", stored)
         if fault == "lost_answer":
             raise status_error(500, "InternalError")
@@ -186,7 +196,7 @@ def recorded_jobs(status: Mapping[str, Any]) -> set[str]:
     for instance, node in (status.get("nodes") or {}).items():
         attempt = node.get("attempt")
         if attempt:
-            job = names.current_job(RUN, instance, node.get("job"), attempt)
+            job = names.current_job(RUN, f"uid-{RUN}", instance, node.get("job"), attempt)
             if job:
                 found.add(job)
     return found
@@ -229,11 +239,7 @@ class OperatorModel(RuleBasedStateMachine):
             plan_in_thread=False,
         )
         # Pods refused by admission are not modelled (test_op_refusals.py covers them).
-        self.app = SimpleNamespace(
-            cache=self.cache,
-            reconciler=self.reconciler,
-            refusals=SimpleNamespace(consider=lambda key, job: None),
-        )
+        self.app = watch_handlers_app(self.cache, self.reconciler)
         self.due = None
         self._relist()
 

@@ -42,6 +42,17 @@ def test_active_job() -> None:
     assert not o.deleting
 
 
+def test_the_run_is_read_from_the_annotation_which_holds_a_long_name_whole() -> None:
+    long_name = "r" * 70
+    body = job(
+        labels={"kdag.dev/run": "r" * 54 + "-0123abcd", "kdag.dev/attempt": "1"},
+        annotations={"kdag.dev/node-instance": "a", "kdag.dev/run-name": long_name},
+    )
+    observed = observe_job(body)
+    assert observed is not None
+    assert observed.run == long_name
+
+
 def test_complete_job() -> None:
     body = job([{"type": "Complete", "status": "True"}])
     body["status"]["completionTime"] = "2026-11-22T02:00:09Z"

@@ -20,13 +20,13 @@ def test_first_pass_creates_the_job_and_records_status(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
     assert calls(h, "list_jobs") == []  # a new run has no Jobs to list
-    assert calls(h, "create_job") == [("create_job", "r1-a-1")]
+    assert calls(h, "create_job") == [("create_job", h.job_of(key, "a"))]
     status = h.status(key)
     assert status["phase"] == "Running"
     assert status["nodes"]["a"]["phase"] == "Running"
-    assert status["nodes"]["a"]["job"] == "r1-a-1"
+    assert status["nodes"]["a"]["job"] == h.job_of(key, "a")
     assert status["workflow"]["nodes"][0]["name"] == "a"
-    job = h.kube.jobs[("ns", "r1-a-1")]
+    job = h.kube.jobs[("ns", h.job_of(key, "a"))]
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-r1"
     assert h.metrics.runs_started._value.get() == 1
 
@@ -37,7 +37,7 @@ def test_a_started_run_found_at_start_up_lists_its_jobs_and_pods_first(h: Harnes
     h.cache = Cache()  # a restart
     h.reconciler._cache = h.cache
     h.sync_from_api()
-    h.cache.remove_job(h.kube.jobs[("ns", "r1-a-1")])  # the Job watch has not caught up
+    h.cache.remove_job(h.kube.jobs[("ns", h.job_of(key, "a"))])  # the Job watch has not caught up
     h.kube.calls.clear()
     h.reconcile(key)
     assert calls(h, "list_jobs") == [("list_jobs", "kdag.dev/run=r1")]
@@ -57,17 +57,17 @@ def test_reconciling_again_changes_nothing(h: Harness) -> None:
 def test_finished_job_gives_a_minimal_patch_with_outputs(h: Harness) -> None:
     key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
     h.reconcile(key)
-    h.kube.finish_job("ns", "r1-a-1", message='{"rows": "12"}')
+    h.kube.finish_job("ns", h.job_of(key, "a"), message='{"rows": "12"}')
     h.sync_from_api()  # the Job event arrived, the pod event not yet
     h.reconcile(key)
     # The pod result was not in the cache: its pods were listed once instead of guessing.
-    assert ("list_pods", "batch.kubernetes.io/job-name=r1-a-1") in h.kube.calls
+    assert ("list_pods", f"batch.kubernetes.io/job-name={h.job_of(key, 'a')}") in h.kube.calls
     patch = h.kube.status_patches[-1]["status"]
     assert patch["nodes"]["a"]["phase"] == "Succeeded"
     assert patch["nodes"]["a"]["outputs"] == {"rows": "12"}
     assert patch["nodes"]["b"]["phase"] == "Running"
     assert "workflow" not in patch  # the snapshot is written once, never again
-    assert ("create_job", "r1-b-1") in h.kube.calls
+    assert ("create_job", h.job_of(key, "b")) in h.kube.calls
 
 
 def test_create_answered_already_exists_adopts_the_job(h: Harness) -> None:
@@ -80,33 +80,15 @@ def test_create_answered_already_exists_adopts_the_job(h: Harness) -> None:
     h.cache = Cache()
     h.reconciler._cache = h.cache
     h.sync_from_api()
-    h.cache.remove_job(h.kube.jobs[("ns", "r1-a-1")])
+    h.cache.remove_job(h.kube.jobs[("ns", h.job_of(key, "a"))])
     h.cache.mark_primed(key)
     h.kube.calls.clear()
     h.reconcile(key)
-    assert calls(h, "create_job") == [("create_job", "r1-a-1")]
-    assert calls(h, "get_job") == [("get_job", "r1-a-1")]
+    assert calls(h, "create_job") == [("create_job", h.job_of(key, "a"))]
+    assert calls(h, "get_job") == [("get_job", h.job_of(key, "a"))]
     assert len(h.kube.jobs) == 1
     assert h.status(key)["nodes"]["a"]["phase"] == "Running"
-    assert h.cache.job(key, "r1-a-1") is not None
-
-
-def test_a_same_named_job_of_a_deleted_run_is_not_adopted(h: Harness) -> None:
-    key = h.create_run(run_body())
-    h.reconcile(key)
-    # The run is deleted and created again under the same name; its old Job lingers.
-    old_job = h.kube.jobs[("ns", "r1-a-1")]
-    h.kube.runs.clear()
-    h.cache = Cache()
-    h.reconciler._cache = h.cache
-    new_run = run_body()
-    new_run["metadata"]["uid"] = "uid-r1-second"
-    h.create_run(new_run)
-    h.reconcile_safely(key)
-    assert h.kube.jobs[("ns", "r1-a-1")] is old_job  # left alone
-    assert "status" not in h.kube.runs[key]  # nothing recorded as running
-    assert h.metrics.reconcile_errors._value.get() == 1
-    assert h.due[key] == h.clock.now + timedelta(seconds=0.5)
+    assert h.cache.job(key, h.job_of(key, "a")) is not None
 
 
 def test_failed_status_patch_is_retried_with_backoff_without_a_second_job(h: Harness) -> None:
@@ -119,7 +101,7 @@ def test_failed_status_patch_is_retried_with_backoff_without_a_second_job(h: Har
     h.reconcile_safely(key)
     assert h.due[key] == h.clock.now + timedelta(seconds=1)  # backing off
     h.reconcile_safely(key)
-    assert calls(h, "create_job") == [("create_job", "r1-a-1")]
+    assert calls(h, "create_job") == [("create_job", h.job_of(key, "a"))]
     assert h.status(key)["nodes"]["a"]["phase"] == "Running"
     assert key not in h.due  # healthy again: no timer
 
@@ -127,13 +109,14 @@ def test_failed_status_patch_is_retried_with_backoff_without_a_second_job(h: Har
 def test_cancel_deletes_running_jobs_and_deleting_twice_is_fine(h: Harness) -> None:
     key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b"}]))
     h.reconcile(key)
-    h.kube.jobs.pop(("ns", "r1-b-1"))  # someone was faster: that Job is gone already
+    job_a, job_b = h.job_of(key, "a"), h.job_of(key, "b")
+    h.kube.jobs.pop(("ns", job_b))  # someone was faster: that Job is gone already
     h.kube.runs[key]["spec"]["cancel"] = True
     h.kube.runs[key]["metadata"]["generation"] = 2
     h.kube.runs[key]["metadata"]["resourceVersion"] = "999"
     h.cache.put_run(dict(h.kube.runs[key]))
     h.reconcile(key)
-    assert sorted(calls(h, "delete_job")) == [("delete_job", "r1-a-1"), ("delete_job", "r1-b-1")]
+    assert sorted(calls(h, "delete_job")) == [("delete_job", job_a), ("delete_job", job_b)]
     status = h.status(key)
     assert status["phase"] == "Cancelled"
     assert {n["phase"] for n in status["nodes"].values()} == {"Cancelled"}
@@ -144,7 +127,7 @@ def test_retry_schedules_a_timer_at_the_next_attempt(h: Harness) -> None:
     retry = {"limit": 1, "backoffSeconds": 30}
     key = h.create_run(run_body(nodes=[{"name": "a", "retry": retry}]))
     h.reconcile(key)
-    h.kube.finish_job("ns", "r1-a-1", ok=False)
+    h.kube.finish_job("ns", h.job_of(key, "a"), ok=False)
     h.sync_from_api()
     h.reconcile(key)
     node = h.status(key)["nodes"]["a"]
@@ -153,7 +136,7 @@ def test_retry_schedules_a_timer_at_the_next_attempt(h: Harness) -> None:
     assert h.metrics.node_retries._value.get() == 1
     h.clock.advance(31)
     h.reconcile(key)
-    assert ("create_job", "r1-a-2") in h.kube.calls
+    assert ("create_job", h.job_of(key, "a", 2)) in h.kube.calls
 
 
 def test_missing_workflow_ends_the_run_invalid(h: Harness) -> None:
@@ -175,7 +158,7 @@ def test_workflow_ref_is_resolved_and_snapshotted(h: Harness) -> None:
     h.reconcile(key)
     h.sync_from_api()
     assert h.status(key)["workflowName"] == "etl"
-    assert ("create_job", "r1-x-1") in h.kube.calls
+    assert ("create_job", h.job_of(key, "x")) in h.kube.calls
     h.kube.workflows.clear()  # deleting the Workflow does not affect the started run
     h.reconcile(key)
     assert calls(h, "get_workflow") == [("get_workflow", "etl")]
@@ -210,7 +193,7 @@ def test_a_job_the_api_refuses_fails_the_node_with_the_reason(h: Harness) -> Non
 def test_finished_run_is_deleted_after_its_ttl(h: Harness) -> None:
     key = h.create_run(run_body(ttlSecondsAfterFinished=60))
     h.reconcile(key)
-    h.kube.finish_job("ns", "r1-a-1")
+    h.kube.finish_job("ns", h.job_of(key, "a"))
     h.sync_from_api()
     h.reconcile(key)
     status = h.status(key)
@@ -234,7 +217,7 @@ def test_transitions_feed_the_metrics(h: Harness) -> None:
     key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "gate", "approval": {}}]))
     h.reconcile(key)
     assert h.metrics.approvals_pending._value.get() == 1
-    h.kube.finish_job("ns", "r1-a-1")
+    h.kube.finish_job("ns", h.job_of(key, "a"))
     h.kube.runs[key]["metadata"]["annotations"] = {"approve.kdag.dev/gate": "alice"}
     h.kube.touch(key)
     h.sync_from_api()
@@ -307,8 +290,8 @@ def test_a_broken_spec_after_the_start_still_lets_the_run_be_cancelled(h: Harnes
 def test_a_finished_run_lets_go_of_its_jobs_and_a_rerun_lists_them_again(h: Harness) -> None:
     key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "retry": {"limit": 0}}]))
     h.reconcile(key)
-    h.kube.finish_job("ns", "r1-a-1")
-    h.kube.finish_job("ns", "r1-b-1", ok=False)
+    h.kube.finish_job("ns", h.job_of(key, "a"))
+    h.kube.finish_job("ns", h.job_of(key, "b"), ok=False)
     h.sync_from_api()
     h.reconcile(key)
     assert h.status(key)["phase"] == "Failed"
@@ -322,8 +305,9 @@ def test_a_finished_run_lets_go_of_its_jobs_and_a_rerun_lists_them_again(h: Harn
     h.kube.calls.clear()
     h.reconcile(key)
     assert [c[0] for c in h.kube.calls[:2]] == ["list_jobs", "list_pods"]
-    assert ("create_job", "r1-b-2") in h.kube.calls
-    assert ("create_job", "r1-a-2") not in h.kube.calls
+    assert ("create_job", h.job_of(key, "b", 2)) in h.kube.calls
+    with pytest.raises(KeyError):
+        h.job_of(key, "a", 2)  # a succeeded: it is not run again
 
 
 def test_the_status_we_wrote_is_not_parsed_again(
@@ -342,7 +326,7 @@ def test_the_status_we_wrote_is_not_parsed_again(
     h.sync_from_api()  # the watch brings back our own write
     h.reconcile(key)
     assert len(parsed) == 1
-    h.kube.finish_job("ns", "r1-a-1")
+    h.kube.finish_job("ns", h.job_of(key, "a"))
     h.sync_from_api()
     h.reconcile(key)
     assert len(parsed) == 1  # a Job event: the run object is still the one we wrote
@@ -352,25 +336,26 @@ def test_the_status_we_wrote_is_not_parsed_again(
 def test_a_job_deleted_while_the_watch_was_down_fails_its_node_after_a_resync(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
-    del h.kube.jobs[("ns", "r1-a-1")]  # no DELETED event ever reaches the cache
+    job = h.job_of(key, "a")
+    del h.kube.jobs[("ns", job)]  # no DELETED event ever reaches the cache
     h.reconcile(key)
     assert h.status(key)["nodes"]["a"]["phase"] == "Running"  # the cache still shows it
     h.resync(key)
     h.reconcile(key)
     node = h.status(key)["nodes"]["a"]
     assert node["phase"] == "Failed"
-    assert "r1-a-1 was deleted before it finished" in node["message"]
+    assert f"{job} was deleted before it finished" in node["message"]
 
 
 def test_a_resync_keeps_jobs_newer_than_its_list(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
-    version = h.cache.job(key, "r1-a-1").resource_version
+    version = h.cache.job(key, h.job_of(key, "a")).resource_version
     older_list = str(int(version) - 1)  # read before the Job was created
     assert h.cache.resync_jobs(key, [], older_list) == []
-    assert h.cache.job(key, "r1-a-1") is not None
-    assert h.cache.resync_jobs(key, [], version) == ["r1-a-1"]
-    assert h.cache.job(key, "r1-a-1") is None
+    assert h.cache.job(key, h.job_of(key, "a")) is not None
+    assert h.cache.resync_jobs(key, [], version) == [h.job_of(key, "a")]
+    assert h.cache.job(key, h.job_of(key, "a")) is None
 
 
 def test_a_run_deleted_while_the_watch_was_down_is_forgotten_after_a_resync(
@@ -438,9 +423,9 @@ def test_a_pass_after_a_lost_status_answer_reads_the_run_before_planning(h: Harn
     h.kube.patch_run_status = lands_then_times_out  # type: ignore[method-assign]
     h.reconcile_safely(key)  # creates r1-a-1; the status recording it lands, its answer is lost
     h.kube.patch_run_status = written  # type: ignore[method-assign]
-    assert h.status(key)["nodes"]["a"]["job"] == "r1-a-1"
+    assert h.status(key)["nodes"]["a"]["job"] == h.job(key, "a", 1)
     # Deleted by hand; the watch shows the deletion before the run's own event.
-    h.cache.remove_job(h.kube.jobs.pop(("ns", "r1-a-1")))
+    h.cache.remove_job(h.kube.jobs.pop(("ns", h.job(key, "a", 1))))
     h.reconcile_safely(key)
-    assert calls(h, "create_job") == [("create_job", "r1-a-1")]  # never a second r1-a-1
+    assert calls(h, "create_job") == [("create_job", h.job(key, "a", 1))]  # never a second r1-a-1
     assert h.status(key)["nodes"]["a"]["phase"] == "Retrying"  # the deleted attempt failed

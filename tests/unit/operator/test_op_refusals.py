@@ -68,10 +68,10 @@ def test_a_node_whose_pods_pod_security_refuses_fails_with_the_admission_message
 ) -> None:
     key = h.create_run(run_body(nodes=[{"name": "a", "timeoutSeconds": 3600}]))
     h.reconcile(key)
-    job = _without_pods(h, "r1-a-1")
+    job = _without_pods(h, h.job(key, "a", 1))
     h.kube.cluster_events.append(_failed_create(job, REFUSAL))
 
-    assert _look(h, key, "r1-a-1") == [key]
+    assert _look(h, key, h.job(key, "a", 1)) == [key]
     h.reconcile(key)
 
     node = h.status(key)["nodes"]["a"]
@@ -80,14 +80,14 @@ def test_a_node_whose_pods_pod_security_refuses_fails_with_the_admission_message
     assert node["message"].startswith("the Job's pod could not be created: Error creating")
     assert h.status(key)["phase"] == "Failed"
     # The Job would go on trying until its deadline, for an attempt that is over.
-    assert ("delete_job", "r1-a-1") in h.kube.calls
+    assert ("delete_job", h.job(key, "a", 1)) in h.kube.calls
 
 
 def test_the_retry_policy_applies_to_a_refused_attempt(h: Harness) -> None:
     key = h.create_run(run_body(nodes=[{"name": "a", "retry": {"limit": 1}}]))
     h.reconcile(key)
-    h.kube.cluster_events.append(_failed_create(_without_pods(h, "r1-a-1"), REFUSAL))
-    _look(h, key, "r1-a-1")
+    h.kube.cluster_events.append(_failed_create(_without_pods(h, h.job(key, "a", 1)), REFUSAL))
+    _look(h, key, h.job(key, "a", 1))
     h.reconcile(key)
     node = h.status(key)["nodes"]["a"]
     assert node["phase"] == "Retrying"
@@ -97,8 +97,8 @@ def test_the_retry_policy_applies_to_a_refused_attempt(h: Harness) -> None:
 def test_a_full_quota_is_waited_out_not_failed(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
-    h.kube.cluster_events.append(_failed_create(_without_pods(h, "r1-a-1"), QUOTA))
-    assert _look(h, key, "r1-a-1", recheck_seconds=(0.0, 0.0)) == []
+    h.kube.cluster_events.append(_failed_create(_without_pods(h, h.job(key, "a", 1)), QUOTA))
+    assert _look(h, key, h.job(key, "a", 1), recheck_seconds=(0.0, 0.0)) == []
     # One look and two more, then it stops: bounded, whatever the Job does afterwards.
     assert [c[0] for c in h.kube.calls].count("list_events") == 3
     h.reconcile(key)
@@ -108,7 +108,7 @@ def test_a_full_quota_is_waited_out_not_failed(h: Harness) -> None:
 def test_a_refusal_posted_after_the_first_look_is_found_by_a_later_one(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
-    job = _without_pods(h, "r1-a-1")
+    job = _without_pods(h, h.job(key, "a", 1))
     list_events = h.kube.list_events
 
     async def event_posted_late(namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -117,14 +117,14 @@ def test_a_refusal_posted_after_the_first_look_is_found_by_a_later_one(h: Harnes
         return found
 
     h.kube.list_events = event_posted_late  # type: ignore[method-assign]
-    assert _look(h, key, "r1-a-1", recheck_seconds=(0.0, 0.0)) == [key]
+    assert _look(h, key, h.job(key, "a", 1), recheck_seconds=(0.0, 0.0)) == [key]
     assert [c[0] for c in h.kube.calls].count("list_events") == 2
 
 
 def test_a_job_that_gets_its_pod_is_looked_at_no_more(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
-    job = _without_pods(h, "r1-a-1")
+    job = _without_pods(h, h.job(key, "a", 1))
     list_events = h.kube.list_events
 
     async def pod_made_meanwhile(namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -134,15 +134,18 @@ def test_a_job_that_gets_its_pod_is_looked_at_no_more(h: Harness) -> None:
         return await list_events(namespace, selector)
 
     h.kube.list_events = pod_made_meanwhile  # type: ignore[method-assign]
-    assert _look(h, key, "r1-a-1", recheck_seconds=(0.0, 0.0)) == []
+    assert _look(h, key, h.job(key, "a", 1), recheck_seconds=(0.0, 0.0)) == []
     assert [c[0] for c in h.kube.calls].count("list_events") == 1
 
 
 def test_a_job_with_its_pod_is_not_looked_at(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
-    h.kube.jobs[("ns", "r1-a-1")]["status"] = {"startTime": "2026-11-22T02:00:01Z", "active": 1}
-    h.kube.jobs[("ns", "r1-a-1")]["metadata"]["resourceVersion"] = h.kube._next_rv()
+    h.kube.jobs[("ns", h.job(key, "a", 1))]["status"] = {
+        "startTime": "2026-11-22T02:00:01Z",
+        "active": 1,
+    }
+    h.kube.jobs[("ns", h.job(key, "a", 1))]["metadata"]["resourceVersion"] = h.kube._next_rv()
     h.sync_from_api()
-    assert _look(h, key, "r1-a-1") == []
+    assert _look(h, key, h.job(key, "a", 1)) == []
     assert "list_events" not in [c[0] for c in h.kube.calls]

@@ -94,19 +94,19 @@ def test_a_deleted_finished_job_is_not_taken_for_one_deleted_by_hand() -> None:
     h = Harness(job_retention_policy="Delete")
     key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
     h.reconcile(key)
-    h.kube.finish_job("ns", "r1-a-1", message='{"rows": "12"}')
+    h.kube.finish_job("ns", h.job(key, "a", 1), message='{"rows": "12"}')
     h.sync_from_api()
     h.reconcile(key)
     assert calls(h, "delete_job") == []  # first the outputs are stored
     assert h.due[key] == h.clock.now
     h.reconcile(key)
-    assert calls(h, "delete_job") == [("delete_job", "r1-a-1")]
-    h.cache.remove_job(_deleted_job(h, "r1-a-1"))  # the watch's DELETED event
+    assert calls(h, "delete_job") == [("delete_job", h.job(key, "a", 1))]
+    h.cache.remove_job(_deleted_job(h, h.job(key, "a", 1)))  # the watch's DELETED event
     h.reconcile(key)
     node = h.status(key)["nodes"]["a"]
     assert node["phase"] == "Succeeded"
     assert node["outputs"] == {"rows": "12"}
-    assert calls(h, "delete_job") == [("delete_job", "r1-a-1")]  # asked once
+    assert calls(h, "delete_job") == [("delete_job", h.job(key, "a", 1))]  # asked once
 
 
 def _deleted_job(h: Harness, name: str) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def test_a_status_the_api_server_will_not_store_fails_the_run_instead_of_retryin
     h = Harness()
     key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b"}]))
     h.reconcile(key)
-    h.kube.finish_job("ns", "r1-a-1", message='{"big": "x"}')
+    h.kube.finish_job("ns", h.job(key, "a", 1), message='{"big": "x"}')
     h.sync_from_api()
     body = {"kind": "Status", "code": 500, "message": "etcdserver: request is too large"}
     h.kube.fail_next["patch_run_status"] = KubeError(500, "Internal", json.dumps(body))
@@ -142,5 +142,5 @@ def test_a_status_the_api_server_will_not_store_fails_the_run_instead_of_retryin
     assert succeeded["status"] == "False"
     assert h.metrics.reconcile_errors._value.get() == 0
     assert key not in h.due
-    assert ("delete_job", "r1-b-1") in h.kube.calls  # its running Job is stopped
+    assert ("delete_job", h.job(key, "b", 1)) in h.kube.calls  # its running Job is stopped
     assert [e.reason for e in h.events.posted][-1] == "StatusTooLarge"

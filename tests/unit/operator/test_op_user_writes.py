@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import Harness, annotate, run_body, set_spec
+from conftest import Harness, annotate, run_body, set_spec, watch_handlers_app
 
 from kdag.operator.handlers import handle_run_event
 
@@ -35,7 +34,7 @@ def _pass_racing_with(h: Harness, key: tuple[str, str], write: Callable[[dict[st
     h.reconcile(key)
     assert delivered, "the pass made no status write for the user's write to race with"
     delivered.append(copy.deepcopy(h.kube.runs[key]))  # the event of our own write
-    app = SimpleNamespace(cache=h.cache, reconciler=h.reconciler)
+    app = watch_handlers_app(h.cache, h.reconciler)
     for body in delivered:
         handle_run_event(app, "MODIFIED", body)  # type: ignore[arg-type]
     return delivered
@@ -70,7 +69,7 @@ def test_a_user_write_racing_with_a_status_write_is_acted_on_by_the_next_pass(
     h.reconcile(key)
     h.sync_from_api()
     # Job a finishes: the next pass writes status (b starts), and the user's write races it.
-    h.kube.finish_job("ns", "r1-a-1")
+    h.kube.finish_job("ns", h.job(key, "a", 1))
     h.sync_from_api()
     _pass_racing_with(h, key, write)
     assert _next_pass_is_queued(h, key)
