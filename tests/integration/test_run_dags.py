@@ -184,9 +184,11 @@ def test_kubectl_get_shows_the_printer_columns_and_kubectl_wait_returns(namespac
 def test_a_finished_run_is_deleted_after_its_ttl_with_its_jobs(namespace: str) -> None:
     apply(namespace, workflow("brief", [{"name": "a"}], ttlSecondsAfterFinished=2))
     run = create(namespace, run_of("brief"))
+    job = job_of(namespace, run, "a")  # read while the run (and its uid) still exists
+    kubectl("wait", "--for=create", f"job/{job}", "-n", namespace, "--timeout=240s")
     wait_phase(namespace, run, "Succeeded")
     kubectl("wait", "--for=delete", f"workflowrun/{run}", "-n", namespace, "--timeout=240s")
-    kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=240s")
+    kubectl("wait", "--for=delete", f"job/{job}", "-n", namespace, "--timeout=240s")
 
 
 def test_the_operator_reports_metrics_without_per_run_labels(
