@@ -2,11 +2,11 @@
 
 One reconcile per run at a time; events for a run that is being reconciled are merged into
 one more pass afterwards, so a burst of Job events costs one plan, not one each. Applying
-goes Jobs first, then the status patch, then Events: if anything fails before the status is
-written, the next pass plans from the old status again and the planner, finding the Jobs
-already there, asks for nothing twice. Failed passes are retried with backoff; nothing waits
-on a polling interval: timers fire at the planner's next due time (retry backoff, approval
-timeout, run timeout) and at the run's TTL.
+goes Jobs first, then the answers a rerun clears, then the status patch, then Events: if
+anything fails before the status is written, the next pass plans from the old status again
+and the planner, finding the Jobs already there, asks for nothing twice. Failed passes are
+retried with backoff; nothing waits on a polling interval: timers fire at the planner's next
+due time (retry backoff, approval timeout, run timeout) and at the run's TTL.
 """
 
 from __future__ import annotations
@@ -485,6 +485,15 @@ class Reconciler:
             if isinstance(outcome, BaseException):
                 raise outcome
         stored = body
+        # Answers a rerun clears go before the status records the rerun: if anything fails in
+        # between, the next pass plans the same rerun again instead of reading them as new.
+        for action in result.actions:
+            if isinstance(action, RemoveAnnotations):
+                patch = {"metadata": {"annotations": dict.fromkeys(action.keys)}}
+                stored = await self._kube.patch_run(run.namespace, run.name, patch)
+                self._cache.put_run(stored)
+                annotations = (stored.get("metadata") or {}).get("annotations") or {}
+                run = replace(run, annotations=dict(annotations))
         if decision.status_patch:
             writing = time.perf_counter()
             try:
@@ -505,10 +514,6 @@ class Reconciler:
             # The new status, already parsed, for the next pass (the planner never changes
             # the status it is given, so sharing it is safe).
             self._parsed[key] = (_resource_version(stored), replace(run, status=result.status))
-        for action in result.actions:
-            if isinstance(action, RemoveAnnotations):
-                patch = {"metadata": {"annotations": dict.fromkeys(action.keys)}}
-                self._cache.put_run(await self._kube.patch_run(run.namespace, run.name, patch))
         for action in result.actions:
             if isinstance(action, EmitEvent):
                 self._events.post(stored, action, now)
