@@ -33,9 +33,11 @@ from pydantic import ValidationError
 from kdag.api import GROUP, VERSION, WORKFLOWS, RunPhase, ScheduleSpec, WorkflowSpec
 from kdag.engine.problems import describe
 from kdag.engine.schedule import (
+    CLOCK_SKEW,
     CronSchedule,
     ObservedRun,
     ScheduleError,
+    claimed_tick,
     plan_schedule,
 )
 from kdag.engine.timeutil import parse_iso, to_iso
@@ -152,13 +154,21 @@ def observe_run(body: Mapping[str, Any]) -> tuple[WorkflowKey, ObservedRun] | No
     except ValueError:
         phase = None  # not started yet, or a phase this version does not know
     created_at = _parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
-    scheduled = labels.get(LABEL_SCHEDULED) == "true"
+    name = str(meta.get("name", ""))
+    # Only a run the schedule could have made counts as scheduled; any other is a manual run.
+    tick = (
+        claimed_tick(
+            workflow, name, _parse_time(annotations.get(ANNOTATION_SCHEDULED_AT)), created_at
+        )
+        if labels.get(LABEL_SCHEDULED) == "true"
+        else None
+    )
     run = ObservedRun(
-        name=str(meta.get("name", "")),
+        name=name,
         created_at=created_at,
         phase=phase,
-        scheduled=scheduled,
-        scheduled_at=_parse_time(annotations.get(ANNOTATION_SCHEDULED_AT)) if scheduled else None,
+        scheduled=tick is not None,
+        scheduled_at=tick,
         finished_at=_parse_time(status.get("finishedAt")),
         cancel_requested=bool(spec.get("cancel")),
         uid=str(meta.get("uid", "")),
@@ -277,8 +287,12 @@ def desired_status(
     ours = sorted((r for r in runs if r.scheduled), key=lambda r: r.order)
     ticks = [r.scheduled_at for r in ours if r.scheduled_at is not None]
     recorded = _parse_time(current.get("lastScheduleTime"))
+    # A time in the future was never a tick that ran (a forged run's, written by an older
+    # version): it would hold every tick back until then.
+    horizon = now + CLOCK_SKEW
     last_schedule = max(
-        [t for t in (*ticks, recorded, last_scheduled) if t is not None], default=None
+        [t for t in (*ticks, recorded, last_scheduled) if t is not None and t <= horizon],
+        default=None,
     )
     newest = max(runs, key=lambda r: (r.created_at, r.name), default=None)
     status: dict[str, Any] = {
