@@ -59,6 +59,13 @@ class Cache:
         # Jobs whose pods were already listed once because the watch had not shown the result.
         self._pods_listed: set[tuple[str, str]] = set()
 
+    def clear(self) -> None:
+        """Forget everything: no watch feeds the cache any more (the replica was paused)."""
+        self._runs.clear()
+        self._jobs.clear()
+        self._pods.clear()
+        self._pods_listed.clear()
+
     # -- runs
 
     def run(self, key: RunKey) -> dict[str, Any] | None:

@@ -174,11 +174,14 @@ class Reconciler:
         self._failures: dict[RunKey, int] = {}
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._paused = False
 
     # ------------------------------------------------------------ queue
 
     def enqueue(self, key: RunKey) -> None:
         """Reconcile the run soon; merged with any pass already waiting or running."""
+        if self._paused:
+            return  # another replica acts; resuming plans every run afresh
         if key in self._busy or key in self._cooldowns:
             self._dirty.add(key)
         elif key not in self._queued:
@@ -212,15 +215,52 @@ class Reconciler:
             self._tasks.append(asyncio.create_task(self._resync_forever(), name="kdag-resync"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        await self._halt()
+        if self._planner is not None:
+            self._planner.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    async def pause(self) -> None:
+        """Another replica took over (kopf peering): stop every worker, timer and resync,
+        and forget the cache, which no watch keeps current while paused. A pass cut off
+        mid-way is like one cut off by a crash: the active replica plans it again."""
+        if self._paused:
+            return
+        self._paused = True
+        await self._halt()
+        for key in self._cache.run_keys():
+            self._metrics.forget_run(key)
+        self._queue = asyncio.Queue()
+        self._queued.clear()
+        self._busy.clear()
+        self._dirty.clear()
+        self._failures.clear()
+        self._parsed.clear()
+        self._last_write.clear()
+        self._cache.clear()
+
+    def resume(self) -> None:
+        """Act again. Every run is planned afresh from what the watches list anew, and a
+        run's Jobs are listed before it is planned (the cache starts empty)."""
+        if not self._paused:
+            return
+        self._paused = False
+        self.start()
+        for key in self._cache.run_keys():
+            self.enqueue(key)
+
+    async def _halt(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for key in list(self._timers):
             self._cancel_timer(key)
         for key in list(self._cooldowns):
             self._cancel_cooldown(key)
-        if self._planner is not None:
-            self._planner.shutdown(wait=False, cancel_futures=True)
 
     async def _work(self) -> None:
         while True:
@@ -656,6 +696,8 @@ class Reconciler:
 
     def _schedule(self, key: RunKey, due: datetime) -> None:
         self._cancel_timer(key)
+        if self._paused:
+            return
         delay = max((due - self._clock()).total_seconds(), 0.0) + TIMER_SLACK_SECONDS
         if not math.isfinite(delay):
             return

@@ -492,6 +492,15 @@ class WorkflowController:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def pause(self) -> None:
+        """kopf peering paused the replica: drop the status writes in flight (kopf stops
+        the schedule daemons itself; resuming re-lists every Workflow and run)."""
+        self._dirty.clear()
+        await self.close()
+
+    def resume(self) -> None:
+        """Nothing to restart: the watches' new listing drives status and daemons again."""
+
     # -- schedules
 
     async def schedule_once(
@@ -608,7 +617,9 @@ def _controller(memo: kopf.Memo) -> WorkflowController:
 @kopf.on.startup()
 async def start_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
     app: Operator = memo["kdag"]
-    memo[MEMO_KEY] = WorkflowController(app.kube, max_nodes=app.config.max_nodes)
+    controller = WorkflowController(app.kube, max_nodes=app.config.max_nodes)
+    memo[MEMO_KEY] = controller
+    app.pausables.append((controller.pause, controller.resume))
 
 
 @kopf.on.cleanup()
