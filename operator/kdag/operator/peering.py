@@ -69,8 +69,8 @@ async def follow_pause(
     """Pause and resume kdag's parts whenever kopf does; runs until cancelled."""
     while True:
         await paused.wait_for(True)
-        logger.info("paused by kopf peering: another replica acts; kdag stops its work")
         await pause()
+        logger.info("paused by kopf peering: another replica acts; kdag's work is stopped")
         await paused.wait_for(False)
         logger.info("resumed by kopf peering: planning every run afresh")
         await resume()
