@@ -156,3 +156,19 @@ def test_an_answer_given_after_the_rerun_was_recorded_is_taken(h: Harness) -> No
     h.reconcile(key)
     assert _gate(h, key)["phase"] == "Succeeded"
     assert _gate(h, key)["approvedBy"] == "alice"
+
+
+def test_an_answer_given_while_the_rerun_is_half_applied_is_cleared_with_the_old_ones(
+    h: Harness,
+) -> None:
+    # The rerun is not recorded until its status write succeeds, so an answer that arrives
+    # between the removal and a failed status write cannot be told from an old one: it is
+    # cleared too and the gate asks again. Never taken as the answer of the attempt before.
+    key = _rejected_run(h)
+    _answer(h, key, {"kdag.dev/rerun": "1"})
+    h.kube.fail_next["patch_run_status"] = status_error(500, "InternalError")
+    h.reconcile_safely(key)
+    _answer(h, key, {APPROVE: "carol"})
+    h.reconcile_safely(key)
+    assert _gate(h, key)["phase"] == "WaitingForApproval"
+    assert APPROVE not in _annotations(h, key)
