@@ -219,10 +219,6 @@ class Reconciler:
         if self._planner is not None:
             self._planner.shutdown(wait=False, cancel_futures=True)
 
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
     async def pause(self) -> None:
         """Another replica took over (kopf peering): stop every worker, timer and resync,
         and forget the cache, which no watch keeps current while paused. A pass cut off
