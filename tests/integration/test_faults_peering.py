@@ -24,7 +24,8 @@ from tests.support.faults import (
     own_namespace,
     retries_shape,
 )
-from tests.support.operator import apply, create, run_of
+from tests.support.operator import apply, create, run_of, sim, workflow
+from tests.support.operator_process import ScopedOperator
 
 PEERING = "kdag-fault"
 
@@ -69,3 +70,78 @@ def test_the_standby_replica_finishes_every_run_when_the_active_one_is_killed(
             finish_and_check(namespace, runs, ledger, history, standby, TAKEOVER_TIMEOUT)
             created = standby.sample("kdag_kube_requests_total", verb="create", resource="jobs")
             assert created > 0, standby.tail(40)
+
+
+def _gate_times_out_shape() -> Shape:
+    """a -> gate (nobody answers, it times out) -> after: a timer decides this run."""
+    nodes = [
+        {"name": "a", **sim(duration="1s")},
+        {"name": "gate", "dependsOn": ["a"], "approval": {"timeoutSeconds": 20}},
+        {"name": "after", "dependsOn": ["gate"]},
+    ]
+    return Shape(
+        name="gate",
+        manifest=workflow("gate", nodes),
+        phase="Failed",
+        node_phases={"a": "Succeeded", "gate": "Failed", "after": "Skipped"},
+        attempts={"a": [1]},
+    )
+
+
+def _writes(operator: ScopedOperator) -> float:
+    """The operator's writes to runs and Jobs (Events are a courtesy, not state)."""
+    return sum(
+        operator.sample("kdag_kube_requests_total", verb=verb, resource=resource)
+        for verb in ("create", "patch", "delete")
+        for resource in ("jobs", "workflowruns", "workflowruns/status")
+    )
+
+
+def test_a_replica_paused_mid_run_writes_nothing_while_the_other_finishes(
+    cluster: Cluster,
+) -> None:
+    """The active replica is paused (a peer of higher priority joins) while its runs wait
+    on retry backoffs, an approval timeout and running Jobs: from then on it must not write,
+    neither from its timers nor from its resync loop; the new active replica finishes."""
+    retry = {"limit": 2, "backoffSeconds": 6, "factor": 1}
+    retrying = Shape(
+        name="retries",
+        manifest=workflow(
+            "retries",
+            [
+                {"name": "flaky", "retry": retry, **sim(duration="300ms", exit_code=1)},
+                {"name": "after", "dependsOn": ["flaky"]},
+            ],
+        ),
+        phase="Failed",
+        node_phases={"flaky": "Failed", "after": "Skipped"},
+        attempts={"flaky": [1, 2, 3]},
+    )
+    shapes = [chain_shape(step="2s", length=6), retrying, _gate_times_out_shape()]
+    peering = [f"--peering={PEERING}", "--resync-seconds=2"]
+    with own_namespace("pause") as namespace:
+        ensure_kopf_peering(namespace, PEERING)
+        with (
+            JobLedger(namespace, cluster.kubeconfig) as ledger,
+            RunHistory(namespace, cluster.kubeconfig) as history,
+            operator_for(cluster.kubeconfig, [namespace], [*peering, "--priority=1"]) as first,
+        ):
+            wait_for(lambda: len(_peers(namespace)) == 1, timeout=60, what="the first replica")
+            apply(namespace, *(shape.manifest for shape in shapes))
+            runs: dict[str, Shape] = {}
+            for shape in shapes:
+                runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
+            assert ledger.wait_count(len(runs), timeout=120), first.tail(40)
+            with operator_for(
+                cluster.kubeconfig, [namespace], [*peering, "--priority=2"]
+            ) as second:
+                wait_for(
+                    lambda: "paused by kopf peering" in first.logs(),
+                    timeout=60,
+                    what="the first replica to pause",
+                )
+                # The second acts: anything the first had in flight is long answered.
+                wait_for(lambda: _writes(second) > 0, timeout=120, what="the second replica to act")
+                paused_at = _writes(first)
+                finish_and_check(namespace, runs, ledger, history, second, TAKEOVER_TIMEOUT)
+                assert _writes(first) == paused_at, first.tail(60)

@@ -68,6 +68,32 @@ def test_reject_a_gate(namespace: str) -> None:
     assert node_phases(done) == {"build": "Succeeded", "publish": "Failed", "load": "Skipped"}
 
 
+def test_a_rerun_gate_waits_for_an_answer_given_after_the_rerun(namespace: str) -> None:
+    _gated(namespace, "again")
+    run = create(namespace, run_of("again"))
+    wait_phase(namespace, run, "WaitingForApproval")
+    # One user approves, another rejects in the same write: the reject wins.
+    kubectl(
+        "annotate", "workflowrun", run, "-n", namespace,
+        "approve.kdag.dev/publish=alice", "reject.kdag.dev/publish=bob: numbers look wrong",
+    )  # fmt: skip
+    wait_phase(namespace, run, "Failed")
+    kubectl("annotate", "workflowrun", run, "-n", namespace, "kdag.dev/rerun=1")
+    wait_for(
+        lambda: status(namespace, run).get("rerunToken") == "1",
+        timeout=WAIT_SECONDS,
+        what="the rerun to be recorded",
+    )
+    rerun = wait_phase(namespace, run, "WaitingForApproval")
+    assert rerun["nodes"]["publish"]["phase"] == "WaitingForApproval"
+    annotations = get_run(namespace, run)["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if k.endswith("kdag.dev/publish")]
+    kubectl("annotate", "workflowrun", run, "-n", namespace, "approve.kdag.dev/publish=carol")
+    done = wait_phase(namespace, run, "Succeeded")
+    assert done["nodes"]["publish"]["approvedBy"] == "carol"
+    assert done["reruns"] == 1
+
+
 def test_an_unanswered_gate_times_out(namespace: str) -> None:
     _gated(namespace, "quiet", timeoutSeconds=2)
     run = create(namespace, run_of("quiet"))

@@ -8,11 +8,12 @@ posted), never with a fixed sleep.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from kdag.engine.schedule import scheduled_run_name
 from tests.support.cluster import Cluster, kubectl_json, wait_for
 from tests.support.operator import (
     OperatorProcess,
@@ -108,28 +109,30 @@ def test_forbid_does_not_start_a_second_run_while_one_is_active(namespace: str) 
 
 
 def test_history_limits_keep_the_newest_finished_runs(namespace: str) -> None:
-    # A schedule that will not fire during the test: the history is made of runs labelled as
-    # scheduled, as the operator would have created them on earlier ticks.
+    # A schedule that will not fire during the test: the history is made of runs as the
+    # operator would have created them on earlier ticks (named after their ticks).
     schedule = {"cron": "0 3 1 1 *", "historyLimit": {"succeeded": 1, "failed": 1}}
     apply(namespace, workflow("pruned", [{"name": "a"}], schedule=schedule))
-    ticks = ["2026-01-01T03:00:00Z", "2026-01-02T03:00:00Z", "2026-01-03T03:00:00Z"]
-    made = []
-    for day, tick in enumerate(ticks, start=1):
-        for outcome, cancel in (("ok", False), ("cancelled", True)):
-            manifest = run_of("pruned", name=f"pruned-{outcome}-{day}", cancel=cancel)
+    made: dict[str, str] = {}
+    for day in (1, 2, 3):
+        for hour, outcome, cancel in ((3, "ok", False), (4, "cancelled", True)):
+            tick = datetime(2026, 1, day, hour, tzinfo=UTC)
+            manifest = run_of("pruned", name=scheduled_run_name("pruned", tick), cancel=cancel)
             manifest["metadata"]["labels"] = {
                 "kdag.dev/workflow": "pruned",
                 "kdag.dev/scheduled": "true",
             }
-            manifest["metadata"]["annotations"] = {"kdag.dev/scheduled-at": tick}
-            made.append(create(namespace, manifest))
+            manifest["metadata"]["annotations"] = {
+                "kdag.dev/scheduled-at": tick.strftime("%Y-%m-%dT%H:%M:%SZ")
+            }
+            made[f"{outcome}-{day}"] = create(namespace, manifest)
 
     def kept() -> list[str] | None:
         names = [r["metadata"]["name"] for r in scheduled_runs(namespace, "pruned")]
         return names if len(names) == 2 else None
 
     remaining = wait_for(kept, timeout=90, what="history pruned to 1 succeeded + 1 failed")
-    assert sorted(remaining) == ["pruned-cancelled-3", "pruned-ok-3"]
+    assert sorted(remaining) == sorted([made["ok-3"], made["cancelled-3"]])
     assert len(made) == 6
     deleted = wait_for(
         lambda: len(workflow_events(namespace, "pruned", "RunDeleted")) == 4,
@@ -137,3 +140,35 @@ def test_history_limits_keep_the_newest_finished_runs(namespace: str) -> None:
         what="four RunDeleted events",
     )
     assert deleted
+
+
+def test_a_run_labelled_scheduled_by_hand_does_not_hold_the_schedule_back(
+    namespace: str,
+) -> None:
+    schedule = {"cron": "* * * * *"}
+    apply(namespace, workflow("trusting", [{"name": "a"}], schedule=schedule))
+    # Anyone who may create runs can claim a tick far in the future.
+    forged = run_of("trusting", name="trusting-forged")
+    forged["metadata"]["labels"] = {"kdag.dev/workflow": "trusting", "kdag.dev/scheduled": "true"}
+    forged["metadata"]["annotations"] = {"kdag.dev/scheduled-at": "2099-01-01T00:00:00Z"}
+    create(namespace, forged)
+
+    def own_runs() -> list[str]:
+        names = [r["metadata"]["name"] for r in scheduled_runs(namespace, "trusting")]
+        return [n for n in names if n != "trusting-forged"]
+
+    created = wait_for(own_runs, timeout=TICK_TIMEOUT, what="the schedule's own run")
+    tick = int(created[0].rsplit("-", 1)[1]) * 60
+
+    def recorded() -> str | None:
+        status = kubectl_json("get", "workflow", "trusting", "-n", namespace)["status"]
+        last: str | None = status.get("lastScheduleTime")
+        return last if last and not last.startswith("2099") else None
+
+    last = wait_for(recorded, timeout=30, what="status.lastScheduleTime of the real tick")
+    # The real tick, or a later one if the test crossed another minute; never 2099.
+    assert tick <= datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp() <= tick + 120
+    assert "trusting-forged" not in (
+        kubectl_json("get", "workflow", "trusting", "-n", namespace)["status"].get("activeRuns")
+        or []
+    )

@@ -18,6 +18,7 @@ from kdag.engine.schedule import (
     ObservedRun,
     ScheduleError,
     SchedulePlan,
+    claimed_tick,
     plan_schedule,
     scheduled_run_name,
 )
@@ -408,6 +409,39 @@ def test_a_run_with_the_ticks_name_is_adopted_even_without_its_annotation() -> N
     result = plan(HOURLY, [replace(done, scheduled_at=None)], now="2026-11-22T09:00:30+00:00")
     assert result.create is None
     assert result.last_schedule_time == utc("2026-11-22T09:00:00+00:00")
+
+
+def test_a_tick_in_the_future_is_never_taken_as_done() -> None:
+    forged = run(tick_name("2099-01-01T00:00:00+00:00"), "2099-01-01T00:00:00+00:00")
+    result = plan(HOURLY, [forged], now="2026-11-22T09:00:30+00:00")
+    assert result.create is not None
+    assert result.create.scheduled_at == utc("2026-11-22T09:00:00+00:00")
+    assert result.last_schedule_time == utc("2026-11-22T09:00:00+00:00")
+
+
+def test_a_last_schedule_time_in_the_future_is_never_trusted() -> None:
+    result = plan(HOURLY, now="2026-11-22T09:00:30+00:00", last="2099-01-01T00:00:00+00:00")
+    assert result.create is not None
+    assert result.create.scheduled_at == utc("2026-11-22T09:00:00+00:00")
+
+
+@pytest.mark.parametrize(
+    ("name", "tick", "created", "trusted"),
+    [
+        (None, "2026-11-22T09:00:00+00:00", "2026-11-22T09:00:01+00:00", True),
+        ("etl-by-hand", "2026-11-22T09:00:00+00:00", "2026-11-22T09:00:01+00:00", False),
+        (None, "2026-11-22T09:00:00+00:00", "2026-11-22T08:00:00+00:00", False),
+        (None, "2099-01-01T00:00:00+00:00", "2026-11-22T09:00:01+00:00", False),
+        # The operator's clock may run a little ahead of the API server's.
+        (None, "2026-11-22T09:00:00+00:00", "2026-11-22T08:59:50+00:00", True),
+    ],
+)
+def test_a_run_is_trusted_with_a_tick_the_schedule_could_have_created_it_for(
+    name: str | None, tick: str, created: str, trusted: bool
+) -> None:
+    run_name = name or tick_name(tick)
+    found = claimed_tick("etl", run_name, utc(tick), utc(created))
+    assert found == (utc(tick) if trusted else None)
 
 
 def test_a_tick_older_than_the_starting_deadline_is_missed() -> None:

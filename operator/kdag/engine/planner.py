@@ -330,10 +330,14 @@ class _Planner:
         self.status.duration = None
         self.status.phase = RunPhase.RUNNING
         self._event("Normal", "Rerun", f"rerunning {len(reset)} node(s): {short_list(reset)}")
+        # A rerun gate asks again: every answer it had, approval or rejection, belongs to
+        # the attempt that ended. The shell removes them before it records the rerun.
         consumed = tuple(
-            REJECT_PREFIX + key
+            prefix + key
             for key in reset
-            if key in gates and REJECT_PREFIX + key in self.ctx.annotations
+            if key in gates
+            for prefix in (APPROVE_PREFIX, REJECT_PREFIX)
+            if prefix + key in self.ctx.annotations
         )
         if consumed:
             self.actions.append(RemoveAnnotations(consumed))
@@ -555,12 +559,14 @@ class _Planner:
 
     # ----------------------------------------------------------------- approvals
 
+    def _answer(self, annotation: str) -> str | None:
+        if annotation in self.consumed_answers:
+            return None
+        return self.ctx.annotations.get(annotation)
+
     def _check_approval(self, key: str, ns: NodeStatus) -> None:
-        annotations = self.ctx.annotations
-        rejected = annotations.get(REJECT_PREFIX + key)
-        if REJECT_PREFIX + key in self.consumed_answers:
-            rejected = None
-        approved = annotations.get(APPROVE_PREFIX + key)
+        rejected = self._answer(REJECT_PREFIX + key)
+        approved = self._answer(APPROVE_PREFIX + key)
         if rejected is not None:
             ns.rejected_by = rejected
             ns.answered_at = self.now_iso

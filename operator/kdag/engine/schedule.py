@@ -39,6 +39,9 @@ MAX_OFFSET_CHANGE = timedelta(hours=3)
 # Cron matches one search may step over before it gives up (a cron matching only in a
 # skipped hour, or far in the past): a bound on the work, never reached by normal crons.
 MAX_SEARCH_STEPS = 2000
+# How far the operator's clock may run ahead of the API server's. A tick claimed later than
+# this past a run's creation, or past now, is one no schedule could have run yet.
+CLOCK_SKEW = timedelta(seconds=60)
 _CRON_FIELDS = 5
 _SECOND = timedelta(seconds=1)
 
@@ -207,6 +210,23 @@ def scheduled_run_name(workflow: str, tick: datetime) -> str:
     return f"{base[:room].rstrip('-')}-{digest}{suffix}"
 
 
+def claimed_tick(
+    workflow: str, name: str, scheduled_at: datetime | None, created_at: datetime
+) -> datetime | None:
+    """The tick a run labelled as scheduled claims, if the schedule could have created it.
+
+    Anyone who may create runs can set the label and annotation, so neither is proof. The
+    name the schedule gives that tick and the creation time the API server stamps are: a
+    run that passes claims at most that a past tick ran, as a run of that name would show
+    anyway, and never a tick in the future.
+    """
+    if scheduled_at is None or name != scheduled_run_name(workflow, scheduled_at):
+        return None
+    if scheduled_at > created_at + CLOCK_SKEW:
+        return None
+    return scheduled_at
+
+
 # -- planning
 
 
@@ -287,12 +307,18 @@ def plan_schedule(
     schedule last became active, so earlier ticks never run; `runnable` is False while the
     workflow is invalid, which holds new runs back but still prunes history.
     """
-    scheduled = sorted((r for r in runs if r.scheduled), key=lambda r: r.order)
+    # No tick after now has run, whatever a run or the status says.
+    horizon = now + CLOCK_SKEW
+    scheduled = sorted(
+        (r for r in runs if r.scheduled and not (r.scheduled_at and r.scheduled_at > horizon)),
+        key=lambda r: r.order,
+    )
     existing = {r.name for r in runs}
     # A run we created carries its tick: a status write lost in a crash cannot make a
     # restarted operator forget the tick was done.
     done = [r.scheduled_at for r in scheduled if r.scheduled_at is not None]
-    last = max([*done, *([last_schedule_time] if last_schedule_time else [])], default=None)
+    recorded = [last_schedule_time] if last_schedule_time and last_schedule_time <= horizon else []
+    last = max([*done, *recorded], default=None)
     history = _prune(scheduled, schedule.history_limit or HistoryLimit())
     active = tuple(r.name for r in scheduled if r.active)
 

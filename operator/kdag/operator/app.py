@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from kdag.operator.cache import Cache
 from kdag.operator.config import OperatorConfig
@@ -23,6 +24,10 @@ class Operator:
     events: EventPoster
     reconciler: Reconciler
     refusals: RefusalFinder
+    # Other parts' pause and resume (the Workflow controller's, registered at kopf startup).
+    pausables: list[tuple[Callable[[], Awaitable[None]], Callable[[], None]]] = field(
+        default_factory=list
+    )
 
     @classmethod
     async def build(cls, config: OperatorConfig) -> Operator:
@@ -61,6 +66,18 @@ class Operator:
             self.metrics.serve(self.config.metrics_port, self.config.metrics_address)
         self.events.start()
         self.reconciler.start()
+
+    async def pause(self) -> None:
+        """kopf's peering paused this replica: nothing of kdag's may act either."""
+        await self.refusals.stop()  # its checks start again from the watches after resume
+        await self.reconciler.pause()
+        for pause, _ in self.pausables:
+            await pause()
+
+    async def resume(self) -> None:
+        for _, resume in self.pausables:
+            resume()
+        self.reconciler.resume()
 
     async def stop(self) -> None:
         await self.refusals.stop()

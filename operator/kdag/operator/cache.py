@@ -73,6 +73,13 @@ class Cache:
         # Jobs whose pods the API server refuses for good: (Job uid, the refusal's message).
         self._refusals: dict[tuple[str, str], tuple[str, str]] = {}
 
+    def clear(self) -> None:
+        """Forget everything: no watch feeds the cache any more (the replica was paused)."""
+        self._runs.clear()
+        self._jobs.clear()
+        self._pods.clear()
+        self._pods_listed.clear()
+
     # -- runs
 
     def run(self, key: RunKey) -> dict[str, Any] | None:

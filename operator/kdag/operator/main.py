@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import kopf
 from pydantic import ValidationError
@@ -30,6 +31,7 @@ from kdag.operator.app import Operator
 from kdag.operator.config import OperatorConfig, kopf_settings
 from kdag.operator.identity import IdentityError
 from kdag.operator.logs import configure_logging
+from kdag.operator.peering import follow_pause, spawn_operator
 
 logger = logging.getLogger("kdag.operator")
 
@@ -150,17 +152,27 @@ async def run(config: OperatorConfig) -> None:
         "all namespaces" if config.all_namespaces else f"namespaces {', '.join(config.namespaces)}",
         config.metrics_port,
     )
+    options: dict[str, Any] = {
+        "settings": kopf_settings(config),
+        "clusterwide": config.all_namespaces,
+        "namespaces": config.namespaces,
+        "standalone": config.peering is None,
+        "peering_name": config.peering,
+        "priority": config.priority,
+        "liveness_endpoint": config.liveness,
+        "memo": kopf.Memo(kdag=app),
+    }
     try:
-        await kopf.operator(
-            settings=kopf_settings(config),
-            clusterwide=config.all_namespaces,
-            namespaces=config.namespaces,
-            standalone=config.peering is None,
-            peering_name=config.peering,
-            priority=config.priority,
-            liveness_endpoint=config.liveness,
-            memo=kopf.Memo(kdag=app),
-        )
+        if config.peering is None:
+            await kopf.operator(**options)
+        else:
+            # What kopf.operator() does, plus a root task that pauses kdag with kopf.
+            existing = asyncio.all_tasks()
+            tasks, paused = await spawn_operator(**options)
+            follower = asyncio.create_task(
+                follow_pause(paused, app.pause, app.resume), name="kdag peering pause"
+            )
+            await kopf.run_tasks([*tasks, follower], ignored=existing)
     finally:
         await app.stop()
 

@@ -2,11 +2,11 @@
 
 One reconcile per run at a time; events for a run that is being reconciled are merged into
 one more pass afterwards, so a burst of Job events costs one plan, not one each. Applying
-goes Jobs first, then the status patch, then Events: if anything fails before the status is
-written, the next pass plans from the old status again and the planner, finding the Jobs
-already there, asks for nothing twice. Failed passes are retried with backoff; nothing waits
-on a polling interval: timers fire at the planner's next due time (retry backoff, approval
-timeout, run timeout) and at the run's TTL.
+goes Jobs first, then the answers a rerun clears, then the status patch, then Events: if
+anything fails before the status is written, the next pass plans from the old status again
+and the planner, finding the Jobs already there, asks for nothing twice. Failed passes are
+retried with backoff; nothing waits on a polling interval: timers fire at the planner's next
+due time (retry backoff, approval timeout, run timeout) and at the run's TTL.
 """
 
 from __future__ import annotations
@@ -200,11 +200,14 @@ class Reconciler:
         self._unsure: set[RunKey] = set()
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._paused = False
 
     # ------------------------------------------------------------ queue
 
     def enqueue(self, key: RunKey) -> None:
         """Reconcile the run soon; merged with any pass already waiting or running."""
+        if self._paused:
+            return  # another replica acts; resuming plans every run afresh
         if key in self._busy or key in self._cooldowns:
             self._dirty.add(key)
         elif key not in self._queued:
@@ -239,15 +242,49 @@ class Reconciler:
             self._tasks.append(asyncio.create_task(self._resync_forever(), name="kdag-resync"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        await self._halt()
+        if self._planner is not None:
+            self._planner.shutdown(wait=False, cancel_futures=True)
+
+    async def pause(self) -> None:
+        """Another replica took over (kopf peering): stop every worker, timer and resync,
+        and forget the cache, which no watch keeps current while paused. A pass cut off
+        mid-way is like one cut off by a crash: the active replica plans it again."""
+        if self._paused:
+            return
+        self._paused = True
+        await self._halt()
+        for key in self._cache.run_keys():
+            self._metrics.forget_run(key)
+        self._queue = asyncio.Queue()
+        self._queued.clear()
+        self._busy.clear()
+        self._dirty.clear()
+        self._failures.clear()
+        self._unsure.clear()
+        self._parsed.clear()
+        self._last_write.clear()
+        self._cache.clear()
+
+    def resume(self) -> None:
+        """Act again. Every run is planned afresh from what the watches list anew, and a
+        run's Jobs are listed before it is planned (the cache starts empty)."""
+        if not self._paused:
+            return
+        self._paused = False
+        self.start()
+        for key in self._cache.run_keys():
+            self.enqueue(key)
+
+    async def _halt(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for key in list(self._timers):
             self._cancel_timer(key)
         for key in list(self._cooldowns):
             self._cancel_cooldown(key)
-        if self._planner is not None:
-            self._planner.shutdown(wait=False, cancel_futures=True)
 
     async def _work(self) -> None:
         while True:
@@ -592,6 +629,15 @@ class Reconciler:
         run, result = decision.run, decision.result
         creates = [a for a in result.actions if isinstance(a, CreateJob)]
         stored = body
+        # Answers a rerun clears go before the status records the rerun: if anything fails in
+        # between, the next pass plans the same rerun again instead of reading them as new.
+        for action in result.actions:
+            if isinstance(action, RemoveAnnotations):
+                patch = {"metadata": {"annotations": dict.fromkeys(action.keys)}}
+                stored = await self._kube.patch_run(run.namespace, run.name, patch)
+                self._cache.put_run(stored)
+                annotations = (stored.get("metadata") or {}).get("annotations") or {}
+                run = replace(run, annotations=dict(annotations))
         if decision.status_patch:
             writing = time.perf_counter()
             try:
@@ -620,10 +666,6 @@ class Reconciler:
                 self._parsed[key] = (_resource_version(stored), replace(run, status=result.status))
             else:
                 self._parsed.pop(key, None)
-        for action in result.actions:
-            if isinstance(action, RemoveAnnotations):
-                patch = {"metadata": {"annotations": dict.fromkeys(action.keys)}}
-                self._cache.put_run(await self._kube.patch_run(run.namespace, run.name, patch))
         for action in result.actions:
             if isinstance(action, EmitEvent):
                 self._events.post(stored, action, now)
@@ -826,6 +868,8 @@ class Reconciler:
 
     def _schedule(self, key: RunKey, due: datetime) -> None:
         self._cancel_timer(key)
+        if self._paused:
+            return
         delay = max((due - self._clock()).total_seconds(), 0.0) + TIMER_SLACK_SECONDS
         if not math.isfinite(delay):
             return

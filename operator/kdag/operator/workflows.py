@@ -34,9 +34,11 @@ from kdag.api import GROUP, VERSION, WORKFLOWS, RunPhase, ScheduleSpec, Workflow
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.engine.problems import describe
 from kdag.engine.schedule import (
+    CLOCK_SKEW,
     CronSchedule,
     ObservedRun,
     ScheduleError,
+    claimed_tick,
     plan_schedule,
 )
 from kdag.engine.timeutil import parse_iso, to_iso
@@ -153,13 +155,21 @@ def observe_run(body: Mapping[str, Any]) -> tuple[WorkflowKey, ObservedRun] | No
     except ValueError:
         phase = None  # not started yet, or a phase this version does not know
     created_at = _parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
-    scheduled = labels.get(LABEL_SCHEDULED) == "true"
+    name = str(meta.get("name", ""))
+    # Only a run the schedule could have made counts as scheduled; any other is a manual run.
+    tick = (
+        claimed_tick(
+            workflow, name, _parse_time(annotations.get(ANNOTATION_SCHEDULED_AT)), created_at
+        )
+        if labels.get(LABEL_SCHEDULED) == "true"
+        else None
+    )
     run = ObservedRun(
-        name=str(meta.get("name", "")),
+        name=name,
         created_at=created_at,
         phase=phase,
-        scheduled=scheduled,
-        scheduled_at=_parse_time(annotations.get(ANNOTATION_SCHEDULED_AT)) if scheduled else None,
+        scheduled=tick is not None,
+        scheduled_at=tick,
         finished_at=_parse_time(status.get("finishedAt")),
         cancel_requested=bool(spec.get("cancel")),
         uid=str(meta.get("uid", "")),
@@ -280,8 +290,12 @@ def desired_status(
     ours = sorted((r for r in runs if r.scheduled), key=lambda r: r.order)
     ticks = [r.scheduled_at for r in ours if r.scheduled_at is not None]
     recorded = _parse_time(current.get("lastScheduleTime"))
+    # A time in the future was never a tick that ran (a forged run's, written by an older
+    # version): it would hold every tick back until then.
+    horizon = now + CLOCK_SKEW
     last_schedule = max(
-        [t for t in (*ticks, recorded, last_scheduled) if t is not None], default=None
+        [t for t in (*ticks, recorded, last_scheduled) if t is not None and t <= horizon],
+        default=None,
     )
     newest = max(runs, key=lambda r: (r.created_at, r.name), default=None)
     status: dict[str, Any] = {
@@ -485,6 +499,15 @@ class WorkflowController:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def pause(self) -> None:
+        """kopf peering paused the replica: drop the status writes in flight (kopf stops
+        the schedule daemons itself; resuming re-lists every Workflow and run)."""
+        self._dirty.clear()
+        await self.close()
+
+    def resume(self) -> None:
+        """Nothing to restart: the watches' new listing drives status and daemons again."""
+
     # -- schedules
 
     async def schedule_once(
@@ -601,11 +624,13 @@ def _controller(memo: kopf.Memo) -> WorkflowController:
 @kopf.on.startup()
 async def start_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
     app: Operator = memo["kdag"]
-    memo[MEMO_KEY] = WorkflowController(
+    controller = WorkflowController(
         app.kube,
         max_nodes=app.config.max_nodes,
         output_budget=app.config.max_run_output_bytes,
     )
+    memo[MEMO_KEY] = controller
+    app.pausables.append((controller.pause, controller.resume))
 
 
 @kopf.on.cleanup()

@@ -220,6 +220,7 @@ class FakeKube:
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
         self.calls.append(("patch_run", name))
+        self._maybe_fail("patch_run")
         return self._patch(namespace, name, patch)
 
     def _patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:

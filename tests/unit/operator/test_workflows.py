@@ -372,6 +372,50 @@ def test_already_exists_means_the_tick_is_done(h: Harness) -> None:
     assert [e["reason"] for e in h.api.events] == []
 
 
+def test_a_run_labelled_scheduled_by_hand_is_not_the_schedules(h: Harness) -> None:
+    h.apply("etl", spec(cron="0 * * * *", historyLimit={"succeeded": 0, "failed": 0}))
+    h.step()
+    # Anyone who may create runs can label one; its claimed tick is far in the future.
+    h.add_run("etl-forged", "Succeeded", scheduled_at=datetime(2099, 1, 1, tzinfo=UTC))
+    h.api.runs["etl-forged"]["metadata"]["creationTimestamp"] = "2026-11-22T08:59:40Z"
+    h.at(TICK + timedelta(seconds=1))
+    h.step()
+    assert scheduled_run_name("etl", TICK) in h.api.runs
+    assert h.status()["lastScheduleTime"] == "2026-11-22T09:00:00Z"
+    assert "etl-forged" in h.api.runs  # not the schedule's to prune either
+
+
+def test_a_run_named_for_a_tick_is_not_trusted_with_a_tick_after_its_creation(
+    h: Harness,
+) -> None:
+    h.apply("etl", spec(cron="0 * * * *"))
+    h.step()
+    later = TICK + timedelta(hours=5)
+    h.add_run(scheduled_run_name("etl", later), "Succeeded", scheduled_at=later)
+    h.api.runs[scheduled_run_name("etl", later)]["metadata"]["creationTimestamp"] = (
+        "2026-11-22T08:59:40Z"
+    )
+    h.at(TICK + timedelta(seconds=1))
+    h.step()
+    assert scheduled_run_name("etl", TICK) in h.api.runs
+    assert h.status()["lastScheduleTime"] == "2026-11-22T09:00:00Z"
+
+
+def test_a_last_schedule_time_in_the_future_is_not_trusted_and_is_corrected(
+    h: Harness,
+) -> None:
+    h.apply("etl", spec(cron="0 * * * *"))
+    h.step()
+    # Written by an operator that trusted a forged run, before this one started.
+    h.api.workflows["etl"]["status"]["lastScheduleTime"] = "2099-01-01T00:00:00Z"
+    h.api.workflows["etl"]["metadata"]["resourceVersion"] = h.api.next_rv()
+    h.controller = h.new_controller()
+    h.at(TICK + timedelta(seconds=1))
+    h.step()
+    assert scheduled_run_name("etl", TICK) in h.api.runs
+    assert h.status()["lastScheduleTime"] == "2026-11-22T09:00:00Z"
+
+
 def first_run_still_running_at_next_tick(h: Harness, policy: str) -> str:
     """The 09:00 run is created and still running when the 10:00 tick comes."""
     h.apply("etl", spec(cron="0 * * * *", concurrencyPolicy=policy))
