@@ -3,7 +3,8 @@
 A node whose Job disappears before it finished fails that attempt with
 `Job <name> was deleted before it finished`, and is retried if it has retries left; the run
 never hangs waiting for a Job that is gone, also when the deletion happened while the
-operator was down.
+operator was down, or while only its watches were (the periodic resync notices it, under the
+chart's RBAC).
 """
 
 from __future__ import annotations
@@ -13,8 +14,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.support.chart_rbac import chart_identity
 from tests.support.cluster import Cluster, kubectl, wait_for
-from tests.support.faults import JobLedger, operator_for, own_namespace, release_when_started
+from tests.support.faults import (
+    JobLedger,
+    local_apiserver_available,
+    operator_for,
+    own_namespace,
+    private_apiserver,
+    release_when_started,
+)
 from tests.support.operator import (
     apply,
     create,
@@ -98,6 +107,38 @@ def test_a_job_deleted_while_the_operator_is_down_is_noticed_after_it_restarts(
     done = wait_phase(env.namespace, run, "Failed", timeout=240)
     assert done["nodes"]["a"]["message"] == f"Job {run}-a-1 was deleted before it finished"
     assert env.ledger.attempts(run) == {"a": [1]}
+
+
+def test_under_the_charts_namespaced_rbac_the_resync_notices_a_job_deleted_while_watches_were_down(
+    cluster: Cluster,
+) -> None:
+    # The operator stays up; only its API server (a private one) goes, so its watches break
+    # and, on reconnecting, replay what exists but not the deletion. Only the periodic
+    # resync, which re-reads the run (`get` on workflowruns) and lists its Jobs, can notice.
+    if not local_apiserver_available():
+        pytest.skip("needs the local kwokctl cluster (hack/cluster-up.sh) to copy its API server")
+    with (
+        own_namespace("fault") as namespace,
+        private_apiserver(cluster.kubeconfig) as server,
+        operator_for(
+            server.kubeconfig,
+            [namespace],
+            ["--resync-seconds=2"],
+            identity=chart_identity("namespaced"),
+        ) as operator,
+    ):
+        apply(namespace, workflow("once", [{"name": "a", **sim(hang=True)}]))
+        run = create(namespace, run_of("once"))
+        wait_node(namespace, run, "a", "Running")
+        server.kill()
+        _delete_job(namespace, f"{run}-a-1")
+        kubectl("wait", "--for=delete", f"job/{run}-a-1", "-n", namespace, "--timeout=120s")
+        server.start()
+        # A few resync periods, and the shared cluster's latency; a refused resync never ends.
+        done = wait_phase(namespace, run, "Failed", timeout=90)
+        assert done["nodes"]["a"]["message"] == f"Job {run}-a-1 was deleted before it finished"
+        assert operator.sample("kdag_kube_requests_total", code="403") == 0, operator.tail(40)
+        assert "resync of" not in operator.logs(), operator.tail(40)
 
 
 def test_a_pod_deleted_by_hand_does_not_leave_the_run_hanging(env: Env) -> None:
