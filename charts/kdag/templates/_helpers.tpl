@@ -82,6 +82,12 @@ Never Secrets, ConfigMaps or any kind kdag does not manage.
 - apiGroups: ["kdag.dev"]
   resources: ["workflowruns"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# Each Job's owner reference to its run sets blockOwnerDeletion; where the
+# OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift), only a creator that
+# may update the run's finalizers may set it, or the Job create is refused.
+- apiGroups: ["kdag.dev"]
+  resources: ["workflowruns/finalizers"]
+  verbs: ["update"]
 # The run's status is the operator's checkpoint; a Workflow's status shows its schedule.
 - apiGroups: ["kdag.dev"]
   resources: ["workflowruns/status", "workflows/status"]
