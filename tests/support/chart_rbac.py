@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import functools
 import json
 import os
 import subprocess
@@ -94,6 +95,14 @@ def service_account_kubeconfig(
     return path
 
 
+@functools.cache
+def _kube_version(admin_kubeconfig: Path) -> str:
+    """The cluster's Kubernetes version: helm template checks the chart's kubeVersion."""
+    found = json.loads(kubectl("version", "-o", "json", kubeconfig=admin_kubeconfig))
+    version: str = found["serverVersion"]["gitVersion"]
+    return version
+
+
 def _server_of(kubeconfig: Path) -> str:
     config = yaml.safe_load(kubeconfig.read_text())
     current = config.get("current-context")
@@ -152,6 +161,7 @@ class ChartIdentity:
             [
                 str(bin_dir() / "helm"), "template", self.release, str(CHART),
                 "--namespace", self.namespace, "--values", str(values_file),
+                "--kube-version", _kube_version(self.admin_kubeconfig),
             ],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
