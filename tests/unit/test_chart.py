@@ -121,7 +121,7 @@ def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 # What the operator does in a namespace it serves: exactly this, nothing more.
 NAMESPACED_RULES = {
-    ("kdag.dev", "workflowruns"): {"list", "watch", "create", "patch", "delete"},
+    ("kdag.dev", "workflowruns"): {"get", "list", "watch", "create", "patch", "delete"},
     # Jobs' owner references set blockOwnerDeletion (OwnerReferencesPermissionEnforcement).
     ("kdag.dev", "workflowruns/finalizers"): {"update"},
     ("kdag.dev", "workflowruns/status"): {"patch"},
