@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -60,6 +61,9 @@ TERMINAL = ("Succeeded", "Failed", "Cancelled", "TimedOut", "Invalid")
 # saturates the shared cluster's Job controller. Waits end as soon as the state is reached.
 WAIT_SECONDS = 240
 NAMESPACE_PREFIX = f"kdag-run-{uuid.uuid4().hex[:6]}-"
+# How the RBAC authorizer words a refusal (`User "..." cannot get resource "..."`); kopf's
+# own words when it falls back for lack of a permission.
+RBAC_DENIAL = re.compile(r'User "[^"]+" cannot \w+ resource|Not enough permissions')
 
 
 def _free_port() -> int:
@@ -161,6 +165,23 @@ class OperatorProcess:
         except OSError:
             return ""
 
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def rbac_denials(self, since: int = 0) -> list[str]:
+        """Log lines (from byte `since`) where the API server's RBAC refused a request: the
+        operator logs some refusals and carries on, which no run's outcome would show."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(since)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if RBAC_DENIAL.search(line)]
+
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as answer:
@@ -203,13 +224,25 @@ def operator_namespace(cluster: Cluster) -> Iterator[str]:
     `pytestmark = pytest.mark.operator` (tests/integration/conftest.py).
     """
     operator = ensure_operator(cluster)
+    namespaced = rbac_mode() == "namespaced"
     for name in fresh_namespace(NAMESPACE_PREFIX):
-        if rbac_mode() == "namespaced":
+        if namespaced:
             # The Role first: a watch kopf starts in a namespace it may not read fails for
             # good, so the operator is only told of the namespace once it may.
             chart_identity().grant(name)
+            operator.stop()
+        # From here on the log is this test's, the operator's start-up included.
+        since = operator.log_size()
+        if namespaced:
             operator.serve([name])
         yield name
+        denials = operator.rbac_denials(since)
+        if namespaced:
+            # While the operator may still remove kopf's finalizer from scheduled Workflows:
+            # deleting the namespace deletes the Role too, and the namespace would then wait
+            # for ever on a finalizer nobody may remove.
+            kubectl("delete", "workflows", "--all", "-n", name, "--timeout=60s")
+        assert not denials, "the chart's RBAC refused the operator:\n" + "\n".join(denials)
 
 
 # --------------------------------------------------------------------- manifests
