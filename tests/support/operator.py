@@ -61,9 +61,12 @@ TERMINAL = ("Succeeded", "Failed", "Cancelled", "TimedOut", "Invalid")
 # saturates the shared cluster's Job controller. Waits end as soon as the state is reached.
 WAIT_SECONDS = 240
 NAMESPACE_PREFIX = f"kdag-run-{uuid.uuid4().hex[:6]}-"
-# How the RBAC authorizer words a refusal (`User "..." cannot get resource "..."`); kopf's
-# own words when it falls back for lack of a permission.
-RBAC_DENIAL = re.compile(r'User "[^"]+" cannot \w+ resource|Not enough permissions')
+# How the RBAC authorizer words a refusal (`User "..." cannot get resource "..."`), and the
+# OwnerReferencesPermissionEnforcement plugin; kopf's words when it falls back for lack of a
+# permission.
+RBAC_DENIAL = re.compile(
+    r'User "[^"]+" cannot \w+ resource|cannot set blockOwnerDeletion|Not enough permissions'
+)
 
 
 def _free_port() -> int:
