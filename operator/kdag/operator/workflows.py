@@ -28,25 +28,23 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
-from pydantic import ValidationError
 
-from kdag.api import GROUP, VERSION, WORKFLOWS, RunPhase, ScheduleSpec, WorkflowSpec
+from kdag.api import GROUP, VERSION, WORKFLOWS, RunPhase, ScheduleSpec
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
-from kdag.engine.problems import describe
-from kdag.engine.schedule import (
-    CLOCK_SKEW,
-    CronSchedule,
-    ObservedRun,
-    ScheduleError,
-    claimed_tick,
-    plan_schedule,
+from kdag.engine.schedule import ObservedRun, claimed_tick, plan_schedule
+from kdag.engine.timeutil import parse_iso_or_none
+from kdag.engine.workflow_status import (
+    CONDITION_SCHEDULED,
+    CONDITION_VALID,
+    OWNED_FIELDS,
+    Validity,
+    check_workflow,
+    desired_status,
+    scheduled_since,
 )
-from kdag.engine.timeutil import parse_iso, to_iso
-from kdag.engine.validation import node_count, validate_workflow
 from kdag.operator.app import Operator
 from kdag.operator.cache import is_newer
 from kdag.operator.config import RUNS_RESOURCE
-from kdag.operator.runs import describe_validation_error
 from kdag.operator.schedules import (
     ANNOTATION_SCHEDULED_AT,
     LABEL_SCHEDULED,
@@ -56,23 +54,19 @@ from kdag.operator.schedules import (
 from kdag.operator.status_patch import merge_patch
 from kdag.operator.workflow_api import WorkflowApi
 
+# The names other code imports from here.
+__all__ = [
+    "CONDITION_SCHEDULED",
+    "CONDITION_VALID",
+    "WorkflowController",
+    "WorkflowObject",
+    "observe_run",
+]
+
 logger = logging.getLogger(__name__)
 
 WORKFLOWS_RESOURCE = (GROUP, VERSION, WORKFLOWS)
 DELETED = "DELETED"
-CONDITION_VALID = "Valid"
-CONDITION_SCHEDULED = "Scheduled"
-# The status fields this module writes; anything else in the status is left alone.
-OWNED_FIELDS = (
-    "observedGeneration",
-    "valid",
-    "message",
-    "nodeCount",
-    "lastRun",
-    "lastScheduleTime",
-    "activeRuns",
-    "conditions",
-)
 # A sleeping schedule daemon looks again after this long even if nothing woke it: a safety
 # net against a missed wake-up or a wall-clock jump, and free (no API calls).
 MAX_SLEEP_SECONDS = 600.0
@@ -93,15 +87,6 @@ WorkflowsIndex = Mapping[WorkflowKey, Iterable["WorkflowObject"]]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _parse_time(text: object) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return parse_iso(text)
-    except ValueError:
-        return None
 
 
 # -- reading objects (pure)
@@ -154,12 +139,12 @@ def observe_run(body: Mapping[str, Any]) -> tuple[WorkflowKey, ObservedRun] | No
         phase: RunPhase | None = RunPhase(str(status.get("phase")))
     except ValueError:
         phase = None  # not started yet, or a phase this version does not know
-    created_at = _parse_time(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
+    created_at = parse_iso_or_none(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, UTC)
     name = str(meta.get("name", ""))
     # Only a run the schedule could have made counts as scheduled; any other is a manual run.
     tick = (
         claimed_tick(
-            workflow, name, _parse_time(annotations.get(ANNOTATION_SCHEDULED_AT)), created_at
+            workflow, name, parse_iso_or_none(annotations.get(ANNOTATION_SCHEDULED_AT)), created_at
         )
         if labels.get(LABEL_SCHEDULED) == "true"
         else None
@@ -170,153 +155,11 @@ def observe_run(body: Mapping[str, Any]) -> tuple[WorkflowKey, ObservedRun] | No
         phase=phase,
         scheduled=tick is not None,
         scheduled_at=tick,
-        finished_at=_parse_time(status.get("finishedAt")),
+        finished_at=parse_iso_or_none(status.get("finishedAt")),
         cancel_requested=bool(spec.get("cancel")),
         uid=str(meta.get("uid", "")),
     )
     return (str(meta.get("namespace", "")), workflow), run
-
-
-# -- the status (pure)
-
-
-@dataclass(frozen=True)
-class Validity:
-    """The engine's verdict on a Workflow spec."""
-
-    spec: WorkflowSpec | None
-    message: str | None
-    node_count: int | None
-
-    @property
-    def valid(self) -> bool:
-        return self.message is None
-
-
-def check_workflow(
-    raw_spec: Mapping[str, Any], *, max_nodes: int, output_budget: int = DEFAULT_OUTPUT_BUDGET
-) -> Validity:
-    try:
-        spec = WorkflowSpec.model_validate(raw_spec)
-    except ValidationError as exc:
-        return Validity(None, describe_validation_error(exc, "spec"), None)
-    problems = validate_workflow(spec, max_nodes=max_nodes, output_budget=output_budget)
-    return Validity(spec, describe(problems) if problems else None, node_count(spec))
-
-
-@dataclass(frozen=True)
-class ConditionState:
-    status: str
-    reason: str
-    message: str
-
-
-def schedule_condition(
-    raw_spec: Mapping[str, Any], validity: Validity, now: datetime
-) -> ConditionState | None:
-    """The `Scheduled` condition: whether the schedule creates runs. Its last transition to
-    True is when the schedule became active, before which no tick ever runs."""
-    if not raw_spec.get("schedule"):
-        return None
-    schedule = validity.spec.schedule if validity.spec is not None else None
-    if schedule is None or not validity.valid:
-        return ConditionState(
-            "False", "InvalidWorkflow", "the workflow is not valid (see the Valid condition)"
-        )
-    if schedule.suspend:
-        return ConditionState("False", "Suspended", "schedule.suspend is true")
-    try:
-        cron = CronSchedule.parse(schedule.cron, schedule.timezone)
-    except ScheduleError as exc:  # validation reports it too; never crash on it
-        return ConditionState("False", "InvalidWorkflow", str(exc))
-    if cron.next_after(now) is None:
-        return ConditionState(
-            "False", "NeverFires", f"schedule.cron: {schedule.cron!r} matches no future time"
-        )
-    zone = schedule.timezone or "UTC"
-    return ConditionState("True", "Active", f"runs on {schedule.cron!r} in {zone}")
-
-
-def _condition(
-    previous: Iterable[Mapping[str, Any]],
-    kind: str,
-    state: ConditionState,
-    generation: int | None,
-    now: datetime,
-) -> dict[str, Any]:
-    before = next((c for c in previous if c.get("type") == kind), None)
-    changed = before is None or before.get("status") != state.status
-    transition = to_iso(now) if changed or not before else before.get("lastTransitionTime")
-    condition = {
-        "type": kind,
-        "status": state.status,
-        "reason": state.reason,
-        "message": state.message,
-        "lastTransitionTime": transition or to_iso(now),
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
-
-
-def desired_status(
-    workflow: WorkflowObject,
-    current: Mapping[str, Any],
-    validity: Validity,
-    runs: Iterable[ObservedRun],
-    *,
-    last_scheduled: datetime | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """The fields of OWNED_FIELDS as they should be now; absent ones are to be removed."""
-    runs = list(runs)
-    previous = current.get("conditions") or []
-    conditions = [
-        _condition(
-            previous,
-            CONDITION_VALID,
-            ConditionState("True", "Valid", "the workflow is valid")
-            if validity.valid
-            else ConditionState("False", "Invalid", validity.message or "invalid"),
-            workflow.generation,
-            now,
-        )
-    ]
-    scheduled = schedule_condition(workflow.spec, validity, now)
-    if scheduled is not None:
-        conditions.append(
-            _condition(previous, CONDITION_SCHEDULED, scheduled, workflow.generation, now)
-        )
-    ours = sorted((r for r in runs if r.scheduled), key=lambda r: r.order)
-    ticks = [r.scheduled_at for r in ours if r.scheduled_at is not None]
-    recorded = _parse_time(current.get("lastScheduleTime"))
-    # A time in the future was never a tick that ran (a forged run's, written by an older
-    # version): it would hold every tick back until then.
-    horizon = now + CLOCK_SKEW
-    last_schedule = max(
-        [t for t in (*ticks, recorded, last_scheduled) if t is not None and t <= horizon],
-        default=None,
-    )
-    newest = max(runs, key=lambda r: (r.created_at, r.name), default=None)
-    status: dict[str, Any] = {
-        "observedGeneration": workflow.generation,
-        "valid": validity.valid,
-        "message": validity.message,
-        "nodeCount": validity.node_count,
-        "lastRun": newest.name if newest else None,
-        "lastScheduleTime": to_iso(last_schedule) if last_schedule else None,
-        "activeRuns": [r.name for r in ours if r.active] or None,
-        "conditions": conditions,
-    }
-    return {key: value for key, value in status.items() if value is not None}
-
-
-def scheduled_since(status: Mapping[str, Any]) -> datetime | None:
-    """When the schedule last became active; None while it is not."""
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == CONDITION_SCHEDULED and condition.get("status") == "True":
-            return _parse_time(condition.get("lastTransitionTime"))
-    return None
 
 
 # -- the controller (imperative)
@@ -409,10 +252,11 @@ class WorkflowController:
             return
         current = self.current_status(workflow)
         desired = desired_status(
-            workflow,
+            workflow.spec,
             current,
             self.validity(workflow),
             runs,
+            generation=workflow.generation,
             last_scheduled=self._last_scheduled.get(workflow.key),
             now=self._clock(),
         )
@@ -526,10 +370,11 @@ class WorkflowController:
             validity = self.validity(workflow)
             current = self.current_status(workflow)
             desired = desired_status(
-                workflow,
+                workflow.spec,
                 current,
                 validity,
                 runs,
+                generation=workflow.generation,
                 last_scheduled=self._last_scheduled.get(key),
                 now=now,
             )
@@ -542,7 +387,7 @@ class WorkflowController:
                 schedule,
                 workflow=workflow.name,
                 runs=runs,
-                last_schedule_time=_parse_time(desired.get("lastScheduleTime")),
+                last_schedule_time=parse_iso_or_none(desired.get("lastScheduleTime")),
                 active_since=since or now,
                 now=now,
                 runnable=since is not None,
