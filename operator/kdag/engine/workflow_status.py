@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from kdag.api import Condition, WorkflowSpec
+from kdag.engine.cron import CLOCK_SKEW, CronSchedule, ObservedRun, ScheduleError
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.engine.problems import describe, describe_validation_error
-from kdag.engine.schedule import CLOCK_SKEW, CronSchedule, ObservedRun, ScheduleError
 from kdag.engine.status_conditions import ConditionState, updated_conditions
 from kdag.engine.timeutil import parse_iso_or_none, to_iso
 from kdag.engine.validation import node_count, validate_workflow

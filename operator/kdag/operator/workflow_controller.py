@@ -9,8 +9,8 @@ Two kinds of work, both driven by what the watches show (`kdag.operator.workflow
   nothing.
 * **Schedules.** A Workflow with `spec.schedule` gets a daemon that sleeps until the next
   tick (or until something about the workflow or its runs changes), asks
-  `kdag.engine.schedule.plan_schedule` what to do, and carries the plan out
-  (`kdag.operator.schedules`). Sleeping costs no API calls.
+  `kdag.engine.cron.plan_schedule` what to do, and carries the plan out
+  (`kdag.operator.cron_runs`). Sleeping costs no API calls.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kdag.api import ScheduleSpec
+from kdag.engine.cron import ObservedRun, plan_schedule
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
-from kdag.engine.schedule import ObservedRun, plan_schedule
 from kdag.engine.timeutil import parse_iso_or_none
 from kdag.engine.workflow_status import (
     OWNED_FIELDS,
@@ -34,7 +34,7 @@ from kdag.engine.workflow_status import (
     scheduled_since,
 )
 from kdag.operator.cache import is_newer
-from kdag.operator.schedules import ScheduleTarget, apply_plan
+from kdag.operator.cron_runs import ScheduleTarget, apply_plan
 from kdag.operator.status_patch import merge_patch
 from kdag.operator.workflow_api import WorkflowApi
 from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject, observe_run

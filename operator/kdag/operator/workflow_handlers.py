@@ -16,7 +16,7 @@ from typing import Any, cast
 import kopf
 
 from kdag.api import GROUP, VERSION, WORKFLOWS
-from kdag.engine.schedule import ObservedRun
+from kdag.engine.cron import ObservedRun
 from kdag.operator.app import Operator
 from kdag.operator.config import RUNS_RESOURCE
 from kdag.operator.workflow_controller import RunsIndex, WorkflowController, WorkflowsIndex

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kdag.api import RunPhase
-from kdag.engine.schedule import ObservedRun, claimed_tick
+from kdag.engine.cron import ObservedRun, claimed_tick
 from kdag.engine.timeutil import parse_iso_or_none
-from kdag.operator.schedules import ANNOTATION_SCHEDULED_AT, LABEL_SCHEDULED
+from kdag.operator.cron_runs import ANNOTATION_SCHEDULED_AT, LABEL_SCHEDULED
 
 WorkflowKey = tuple[str, str]
 """(namespace, name) of a Workflow."""

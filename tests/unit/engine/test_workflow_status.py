@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kdag.api import RunPhase
-from kdag.engine.schedule import ObservedRun
+from kdag.engine.cron import ObservedRun
 from kdag.engine.workflow_status import (
     CONDITION_SCHEDULED,
     CONDITION_VALID,

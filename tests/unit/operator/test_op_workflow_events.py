@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from workflow_harness import TICK, Harness, spec
 
-from kdag.engine.schedule import scheduled_run_name
+from kdag.engine.cron import scheduled_run_name
 from kdag.engine.workflow_status import CONDITION_SCHEDULED
 from kdag.operator.workflow_objects import WorkflowObject
 

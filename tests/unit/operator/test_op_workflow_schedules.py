@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from workflow_harness import TICK, Harness, spec, status_error
 
-from kdag.engine.schedule import scheduled_run_name
+from kdag.engine.cron import scheduled_run_name
 from kdag.engine.workflow_status import CONDITION_SCHEDULED
 from kdag.operator.kube import KubeError
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kdag.engine.schedule import ObservedRun
+from kdag.engine.cron import ObservedRun
 from kdag.operator.kube import KubeError
 from kdag.operator.status_patch import apply_merge_patch
 from kdag.operator.workflow_controller import WorkflowController
