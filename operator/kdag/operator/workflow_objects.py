@@ -18,7 +18,7 @@ WorkflowKey = tuple[str, str]
 
 @dataclass(frozen=True)
 class WorkflowObject:
-    """A Workflow as this module reads it; spec and status stay raw until needed."""
+    """A Workflow as the controller reads it; spec and status stay raw until needed."""
 
     namespace: str
     name: str
