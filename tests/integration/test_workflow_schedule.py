@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kdag.engine.schedule import scheduled_run_name
+from kdag.engine.cron import scheduled_run_name
 from tests.support.cluster import Cluster, kubectl_json, wait_for
 from tests.support.operator import (
     OperatorProcess,

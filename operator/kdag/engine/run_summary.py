@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kdag.api import Condition, NodePhase, NodeStatus, RunPhase
+from kdag.engine.status_conditions import ConditionState, updated_conditions
 
 ACTIVE_PHASES = frozenset({NodePhase.RUNNING, NodePhase.QUEUED, NodePhase.RETRYING})
 
@@ -125,36 +126,21 @@ def run_conditions(
 ) -> list[Condition]:
     """`Succeeded` (Unknown while running, as Tekton) and `WaitingForApproval`, so
     `kubectl wait --for=condition=...` works; transition times move only on change."""
+    succeeded: ConditionState
     if phase is RunPhase.SUCCEEDED:
-        succeeded = ("True", "Succeeded")
+        succeeded = ConditionState("True", "Succeeded", message)
     elif phase.terminal:
-        succeeded = ("False", str(phase))
+        succeeded = ConditionState("False", str(phase), message)
     else:
-        succeeded = ("Unknown", str(phase))
-    wanted = [
-        ("Succeeded", succeeded[0], succeeded[1], message),
-        (
-            "WaitingForApproval",
-            "True" if waiting_for_approval else "False",
-            "GatePending" if waiting_for_approval else "NoGatePending",
-            None,
-        ),
-    ]
-    before_by_type = {c.type: c for c in previous or []}
-    result = []
-    for type_, state, reason, text in wanted:
-        before = before_by_type.get(type_)
-        unchanged = before is not None and before.status == state
-        result.append(
-            Condition(
-                type=type_,
-                status=state,
-                reason=reason,
-                message=text,
-                last_transition_time=before.last_transition_time
-                if unchanged and before is not None
-                else now_iso,
-                observed_generation=generation,
-            )
-        )
-    return result
+        succeeded = ConditionState("Unknown", str(phase), message)
+    gate = (
+        ConditionState("True", "GatePending", None)
+        if waiting_for_approval
+        else ConditionState("False", "NoGatePending", None)
+    )
+    return updated_conditions(
+        {"Succeeded": succeeded, "WaitingForApproval": gate},
+        previous or [],
+        now_iso=now_iso,
+        generation=generation,
+    )

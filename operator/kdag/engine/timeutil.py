@@ -18,6 +18,16 @@ def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def parse_iso_or_none(text: object) -> datetime | None:
+    """A timestamp read from an object anyone may have written: None unless it is one."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError:
+        return None
+
+
 def format_duration(seconds: float) -> str:
     """Like kubectl's ages: 45s, 3m12s, 2h5m, 3d4h."""
     total = max(0, int(seconds))

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 # Both register their kopf handlers on kopf's default registry (imported for effect):
 # runs, their Jobs and pods; Workflows' status and schedules.
 import kdag.operator.handlers
-import kdag.operator.workflows  # noqa: F401
+import kdag.operator.workflow_handlers  # noqa: F401
 from kdag import __version__
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.operator.app import Operator

@@ -20,22 +20,7 @@ from kdag.engine.model import (
     RunContext,
     ServiceAccountRef,
 )
-
-MAX_REPORTED_ERRORS = 10
-
-
-def describe_validation_error(exc: ValidationError, prefix: str) -> str:
-    """`spec.workflow.nodes[2].name: String should match pattern ...`, one per error."""
-    parts = []
-    for error in exc.errors()[:MAX_REPORTED_ERRORS]:
-        path = prefix
-        for item in error["loc"]:
-            path += f"[{item}]" if isinstance(item, int) else f".{item}"
-        parts.append(f"{path}: {error['msg']}")
-    hidden = exc.error_count() - MAX_REPORTED_ERRORS
-    if hidden > 0:
-        parts.append(f"... and {hidden} more")
-    return "; ".join(parts)
+from kdag.engine.problems import describe_validation_error
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Carrying out a schedule plan: create, cancel and delete scheduled runs, and tell the user.
 
-`kdag.engine.schedule.plan_schedule` decides; this module turns its plan into API calls,
+`kdag.engine.cron.plan_schedule` decides; this module turns its plan into API calls,
 idempotently: a run's name is fixed by its tick, so `AlreadyExists` means the tick is done
 (adopt), a cancel of a run that is gone is nothing to do, and a delete carries the run's uid
 so it never removes a newer run of the same name.
@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from kdag.api import API_VERSION
+from kdag.engine.cron import NewRun, ObservedRun, SchedulePlan
 from kdag.engine.model import LABEL_MANAGED_BY, LABEL_WORKFLOW, MANAGED_BY, EmitEvent
 from kdag.engine.names import label_value
-from kdag.engine.schedule import NewRun, ObservedRun, SchedulePlan
 from kdag.engine.timeutil import to_iso
 from kdag.operator.events import event_body
 from kdag.operator.kube import KubeError

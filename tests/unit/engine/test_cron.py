@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kdag.api import HistoryLimit, RunPhase, ScheduleSpec
-from kdag.engine.schedule import (
+from kdag.engine.cron import (
     CronSchedule,
     ObservedRun,
     ScheduleError,
