@@ -25,6 +25,7 @@ from kdag.api import (
 from kdag.engine import budget, conditions, jobs, names, templating
 from kdag.engine.defaults import effective_node
 from kdag.engine.graph import graph_of
+from kdag.engine.instance_keys import template_of
 from kdag.engine.model import (
     APPROVE_PREFIX,
     PODS_REFUSED_REASON,
@@ -48,7 +49,6 @@ from kdag.engine.run_summary import (
     run_conditions,
     short_list,
     summarize,
-    template_of,
 )
 from kdag.engine.timeutil import format_duration, parse_iso, to_iso, to_iso_precise
 from kdag.engine.validation import borrowed_account_problems, resolve_params, validate_workflow
