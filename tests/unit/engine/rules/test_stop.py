@@ -68,3 +68,29 @@ def test_cancel_deletes_running_jobs_cancels_the_rest_and_runs_finally() -> None
     world.finish("f")
     world.step()
     assert world.phase is RunPhase.CANCELLED
+
+
+def test_finally_nodes_see_the_nodes_onfailure_stop_skipped_in_the_same_pass() -> None:
+    # `check` reads every node's view when it becomes ready, in the pass where `bad` fails;
+    # `queued` is skipped after that, and the finally node renders its phase in that pass.
+    world = World(
+        workflow(
+            parallelism=2,
+            nodes=[
+                {"name": "bad"},
+                {"name": "good"},
+                {"name": "queued"},
+                {"name": "check", "dependsOn": ["good"], "when": "true"},
+            ],
+            **{"finally": [{"name": "report", "args": ["{{ nodes.queued.phase }}"]}]},
+        )
+    )
+    world.step()
+    assert world.active_instances() == ["bad", "good"]
+    world.finish("bad", FAIL)
+    world.finish("good")
+    world.step()
+    assert world.node("queued").skip_reason is SkipReason.STOPPED
+    (report,) = [c for c in world.created if c.instance == "report"]
+    container = report.manifest["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["Skipped"]
