@@ -1,10 +1,10 @@
 """The mutable state of one planning pass, and the few helpers that change a node's phase.
 
-Every phase change goes through `move`, `finish_node`, `skip_node` or `replace_node`: the
-terminal ones drop the cached node views, so templates and `when` never read a stale phase
-or outputs. A non-terminal move keeps them: templates and `when` read only upstream nodes,
-which are terminal by the time anything reads them (validation enforces it), and thousands
-of starts in one pass share one set of views.
+Every phase change goes through `move`, `finish_node`, `skip_node`, `put_node` or
+`remove_node`. All but `move` drop the cached node views, so templates and `when` never
+read a stale phase or outputs. A non-terminal `move` keeps them: templates and `when` may
+name only upstream nodes (validation enforces it), which are terminal by the time they are
+read, and thousands of starts in one pass share one set of views.
 """
 
 from __future__ import annotations
@@ -131,8 +131,9 @@ class PassState:
         ns.ready_at = None
         ns.next_attempt_at = None
 
-    def replace_node(self, key: str, ns: NodeStatus) -> None:
-        """Put a new entry for `key` (a rerun's reset, a fan-out without items)."""
+    def put_node(self, key: str, ns: NodeStatus) -> None:
+        """A new entry for `key`: a node or instance created, a rerun's reset, a fan-out
+        found to have no items."""
         self.views = None
         self.nodes[key] = ns
 

@@ -13,13 +13,13 @@ from kdag.engine.pass_state import PassState
 def create_nodes(state: PassState, node: NodeSpec) -> None:
     """The first status entries of a workflow node: itself, or one per literal item."""
     if node.for_each is None:
-        state.nodes[node.name] = NodeStatus(phase=NodePhase.PENDING)
+        state.put_node(node.name, NodeStatus(phase=NodePhase.PENDING))
         return
     labels = names.item_labels(node.for_each)
     for index, (item, label) in enumerate(zip(node.for_each, labels, strict=True)):
-        state.nodes[instance_key(node.name, label)] = _new_instance(item, label, index)
+        state.put_node(instance_key(node.name, label), _new_instance(item, label, index))
     if not node.for_each:
-        state.nodes[node.name] = _no_items_status(state)
+        state.put_node(node.name, _no_items_status(state))
 
 
 def expand(state: PassState, name: str) -> list[str]:
@@ -55,14 +55,14 @@ def expand(state: PassState, name: str) -> list[str]:
         state.finish_node(name, NodePhase.FAILED, f"forEachFrom: {too_big}")
         return []
     if not items:
-        state.replace_node(name, _no_items_status(state))
+        state.put_node(name, _no_items_status(state))
         return []
     values = [i if isinstance(i, str) else json.dumps(i, separators=(",", ":")) for i in items]
     state.remove_node(name)
     keys = []
     for index, (item, label) in enumerate(zip(values, names.item_labels(values), strict=True)):
         key = instance_key(name, label)
-        state.nodes[key] = _new_instance(item, label, index)
+        state.put_node(key, _new_instance(item, label, index))
         keys.append(key)
     state.by_template[name] = keys
     return keys

@@ -38,7 +38,7 @@ def rerun(state: PassState) -> None:
     for key, ns in list(state.nodes.items()):
         is_final = template_of(key) in finals
         if is_final or ns.phase in _RERUN_PHASES:
-            state.replace_node(
+            state.put_node(
                 key,
                 NodeStatus(
                     phase=NodePhase.PENDING, attempt=ns.attempt, item=ns.item, index=ns.index
