@@ -4,10 +4,16 @@ Each rule's own tests are in tests/unit/engine/rules/, one file per rule module.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import pytest
 
-from kdag.api import RunPhase
-from tests.unit.engine.sim import World, chain, workflow
+from kdag.api import NodePhase, NodeStatus, RunPhase, WorkflowRunStatus
+from kdag.engine.model import EmitEvent, Observed
+from kdag.engine.planner import plan
+from kdag.engine.timeutil import to_iso
+from tests.unit.engine.sim import T0, World, chain, workflow
 
 
 def test_first_plan_snapshots_workflow_and_params() -> None:
@@ -125,3 +131,62 @@ def test_finished_run_records_duration() -> None:
     assert world.status is not None
     assert world.status.duration == "1m15s"
     assert world.status.finished_at == "2026-11-22T02:01:15Z"
+
+
+def _waiting_run(
+    nodes: dict[str, tuple[dict[str, Any], NodeStatus]], timeout: int | None
+) -> tuple[World, WorkflowRunStatus]:
+    """A running run, started 4 s before T0, whose nodes are in the given states."""
+    spec = workflow(
+        nodes=[{"name": name, **node} for name, (node, _) in nodes.items()],
+        **({"timeoutSeconds": timeout} if timeout else {}),
+    )
+    status = WorkflowRunStatus(
+        phase=RunPhase.RUNNING,
+        workflow=spec,
+        started_at=to_iso(T0 - timedelta(seconds=4)),
+        nodes={name: ns for name, (_, ns) in nodes.items()},
+    )
+    return World(spec), status
+
+
+_RETRYING = (
+    {"retry": {"limit": 3}},
+    NodeStatus(
+        phase=NodePhase.RETRYING,
+        attempt=1,
+        retries=1,
+        next_attempt_at=to_iso(T0 + timedelta(seconds=30)),
+    ),
+)
+_GATE = (
+    {"approval": {"timeoutSeconds": 20}},
+    NodeStatus(phase=NodePhase.WAITING_FOR_APPROVAL, started_at=to_iso(T0 - timedelta(seconds=5))),
+)
+_REFUSED = (
+    {},
+    NodeStatus(
+        phase=NodePhase.QUEUED, refusals=2, next_attempt_at=to_iso(T0 + timedelta(seconds=3))
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "timeout", "due_in"),
+    [
+        ({"r": _RETRYING}, None, 30),
+        ({"g": _GATE}, None, 15),
+        ({"r": _RETRYING, "g": _GATE}, None, 15),
+        ({"r": _RETRYING, "g": _GATE}, 10, 6),
+        ({"r": _RETRYING, "q": _REFUSED}, None, 3),
+        ({"r": _RETRYING, "q": _REFUSED, "g": _GATE}, 10, 3),
+        ({"g": _GATE}, 60, 15),
+    ],
+)
+def test_the_run_is_planned_again_at_the_earliest_due_time_of_its_rules(
+    nodes: dict[str, tuple[dict[str, Any], NodeStatus]], timeout: int | None, due_in: int
+) -> None:
+    world, status = _waiting_run(nodes, timeout)
+    result = plan(world.context(), status, Observed({}), T0)
+    assert result.requeue_at == T0 + timedelta(seconds=due_in)
+    assert not [a for a in result.actions if not isinstance(a, EmitEvent)]  # nothing is due
