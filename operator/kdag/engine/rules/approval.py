@@ -8,7 +8,7 @@ from kdag.api import NodePhase, NodeSpec, NodeStatus
 from kdag.engine.instance_keys import template_of
 from kdag.engine.model import APPROVE_PREFIX, REJECT_PREFIX
 from kdag.engine.pass_state import PassState
-from kdag.engine.requests import gate_answer
+from kdag.engine.run_requests import gate_answer
 from kdag.engine.timeutil import parse_iso
 
 

@@ -6,7 +6,7 @@ from kdag.api import NodePhase, NodeStatus, RunPhase
 from kdag.engine.instance_keys import template_of
 from kdag.engine.model import RemoveAnnotations
 from kdag.engine.pass_state import PassState
-from kdag.engine.requests import answer_annotations, rerun_requested, rerun_token
+from kdag.engine.run_requests import answer_annotations, rerun_requested, rerun_token
 from kdag.engine.run_summary import short_list
 
 _RERUN_PHASES = (NodePhase.FAILED, NodePhase.TIMED_OUT, NodePhase.CANCELLED, NodePhase.SKIPPED)
