@@ -10,7 +10,7 @@ from rich.text import Text
 
 from kdag.api import NodePhase, NodeStatus, WorkflowRun
 from kdag.engine.graph import build_graph
-from kdag.engine.run_summary import template_of
+from kdag.engine.instance_keys import template_of
 from kdag.engine.timeutil import format_duration, parse_iso
 
 PHASE_STYLE = {

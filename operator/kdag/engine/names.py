@@ -16,11 +16,6 @@ _DASHES = re.compile(r"-{2,}")
 _SAFE_ITEM = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 
 
-def instance_key(node: str, label: str | None) -> str:
-    """Status key of a node or fan-out instance: `transform` or `transform[eu]`."""
-    return node if label is None else f"{node}[{label}]"
-
-
 def item_labels(items: list[str]) -> list[str]:
     """Instance labels for fan-out items: the items themselves when they are short and
     distinct, otherwise their indexes, so keys stay readable yet unique."""

@@ -6,15 +6,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kdag.api import Condition, NodePhase, NodeStatus, RunPhase
+from kdag.engine.instance_keys import template_of
 from kdag.engine.status_conditions import ConditionState, updated_conditions
 
 ACTIVE_PHASES = frozenset({NodePhase.RUNNING, NodePhase.QUEUED, NodePhase.RETRYING})
-
-
-def template_of(key: str) -> str:
-    """The workflow node a status key belongs to: `transform[eu]` -> `transform`."""
-    bracket = key.find("[")
-    return key if bracket < 0 else key[:bracket]
 
 
 def count_phases(statuses: Iterable[NodeStatus]) -> dict[NodePhase, int]:

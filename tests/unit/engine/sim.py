@@ -37,6 +37,10 @@ from kdag.engine.model import (
 from kdag.engine.planner import plan
 
 T0 = datetime(2026, 11, 22, 2, 0, 0, tzinfo=UTC)
+S = NodePhase.SUCCEEDED
+# A four-item fan-out and its instances, shared by the tests of room (quota, budget, cleanup).
+FAN = [{"name": "fan", "forEach": ["a", "b", "c", "d"]}]
+INSTANCES = ["fan[a]", "fan[b]", "fan[c]", "fan[d]"]
 
 
 def workflow(**spec: Any) -> WorkflowSpec:
