@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from kdag.api import NodePhase, RunPhase, WorkflowRunStatus, WorkflowSpec
@@ -42,10 +42,12 @@ from kdag.engine.model import (
 from kdag.engine.planner import plan, recorded_jobs_to_delete, retention_policy
 from kdag.engine.run_summary import run_conditions
 from kdag.engine.timeutil import parse_iso, to_iso
-from kdag.operator.cache import Cache, RunKey, user_inputs
+from kdag.operator.backoff import Backoff
+from kdag.operator.cache import Cache, user_inputs
 from kdag.operator.events import EventSink
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
+from kdag.operator.objects import RunKey, resource_version, utcnow
 from kdag.operator.observe import POD_JOB_LABEL, ObservedJob, pod_job_name, pod_result
 from kdag.operator.runs import (
     ParsedRun,
@@ -58,18 +60,13 @@ from kdag.operator.status_patch import merge_patch
 
 logger = logging.getLogger(__name__)
 
-RETRY_BASE_SECONDS = 0.5
-RETRY_MAX_SECONDS = 60.0
+RETRY_BACKOFF = Backoff(base_seconds=0.5, max_seconds=60.0)
 # Timers fire a little late rather than early: the planner compares whole-second timestamps.
 TIMER_SLACK_SECONDS = 0.05
 CREATE_FAILED_REASON = "CreateFailed"
 STATUS_TOO_LARGE = "StatusTooLarge"
 
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -131,10 +128,6 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
         return (parse_iso(end) - parse_iso(start)).total_seconds()
     except ValueError:
         return None
-
-
-def _resource_version(body: Mapping[str, Any]) -> str:
-    return str((body.get("metadata") or {}).get("resourceVersion", ""))
 
 
 def _is_refused_for_now(exc: KubeError) -> bool:
@@ -362,7 +355,7 @@ class Reconciler:
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
             self._unsure.add(key)
-            delay = min(RETRY_BASE_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS)
+            delay = RETRY_BACKOFF.delay(failures)
             self._metrics.reconcile_errors.inc()
             extra = {"run": f"{key[0]}/{key[1]}"}
             if isinstance(exc, KubeError):
@@ -474,7 +467,7 @@ class Reconciler:
         Parsing a 5,000-node status costs tens of milliseconds, and after our own status
         write we already hold its parsed form.
         """
-        version = _resource_version(body)
+        version = resource_version(body)
         remembered = self._parsed.get(key)
         if remembered is not None and version and remembered[0] == version:
             return remembered[1]
@@ -663,7 +656,7 @@ class Reconciler:
             # reused only when the server's answer carries the ones this pass planned from:
             # a user's write that landed meanwhile is in the answer, and must be read.
             if user_inputs(stored) == user_inputs(body):
-                self._parsed[key] = (_resource_version(stored), replace(run, status=result.status))
+                self._parsed[key] = (resource_version(stored), replace(run, status=result.status))
             else:
                 self._parsed.pop(key, None)
         for action in result.actions:
