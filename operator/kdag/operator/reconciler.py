@@ -1,19 +1,20 @@
-"""The per-run work queue: plan a run with the pure planner, then apply what it asked for.
+"""One pass for a run: plan it with the pure planner, then apply what it asked for.
 
-One reconcile per run at a time; events for a run that is being reconciled are merged into
-one more pass afterwards, so a burst of Job events costs one plan, not one each. Applying
-goes Jobs first, then the answers a rerun clears, then the status patch, then Events: if
-anything fails before the status is written, the next pass plans from the old status again
-and the planner, finding the Jobs already there, asks for nothing twice. Failed passes are
-retried with backoff; nothing waits on a polling interval: timers fire at the planner's next
-due time (retry backoff, approval timeout, run timeout) and at the run's TTL.
+Runs go through a keyed work queue (`workqueue.py`): one reconcile per run at a time;
+events for a run that is being reconciled are merged into one more pass afterwards, so a
+burst of Job events costs one plan, not one each. Applying goes Jobs first, then the
+answers a rerun clears, then the status patch, then Events: if anything fails before the
+status is written, the next pass plans from the old status again and the planner, finding
+the Jobs already there, asks for nothing twice. Failed passes are
+retried with backoff; nothing waits on a polling interval: a pass returns when the run is
+due again (the planner's next due time: retry backoff, approval timeout, run timeout; or its
+TTL), and the queue's timer fires then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -57,12 +58,11 @@ from kdag.operator.runs import (
     workflow_from_object,
 )
 from kdag.operator.status_patch import merge_patch
+from kdag.operator.workqueue import Result, WorkQueue
 
 logger = logging.getLogger(__name__)
 
 RETRY_BACKOFF = Backoff(base_seconds=0.5, max_seconds=60.0)
-# Timers fire a little late rather than early: the planner compares whole-second timestamps.
-TIMER_SLACK_SECONDS = 0.05
 CREATE_FAILED_REASON = "CreateFailed"
 STATUS_TOO_LARGE = "StatusTooLarge"
 
@@ -121,6 +121,23 @@ def ttl_due(status: Mapping[str, Any]) -> datetime | None:
         return None
 
 
+def next_due(result: PlanResult) -> datetime | None:
+    """When a run is due again after a pass: the plan's next due time or the run's TTL."""
+    due = result.requeue_at
+    status = result.status
+    workflow = status.workflow
+    if (
+        status.phase is not None
+        and status.phase.terminal
+        and workflow is not None
+        and workflow.ttl_seconds_after_finished is not None
+        and status.finished_at
+    ):
+        ttl = parse_iso(status.finished_at) + timedelta(seconds=workflow.ttl_seconds_after_finished)
+        due = min(due, ttl) if due else ttl
+    return due
+
+
 def _seconds_between(start: str | None, end: str | None) -> float | None:
     if not start or not end:
         return None
@@ -170,7 +187,6 @@ class Reconciler:
         self._job_retention_policy: JobRetentionPolicy = job_retention_policy
         self._output_budget = output_budget
         self._operator_account = operator_account  # no run's pods may use it
-        self._worker_count = workers
         self._resync_seconds = resync_seconds
         self._clock = clock
         # One planning thread: planning is CPU-bound (the GIL serialises it anyway), and
@@ -180,62 +196,52 @@ class Reconciler:
             if plan_in_thread
             else None
         )
-        self._queue: asyncio.Queue[RunKey] = asyncio.Queue()
-        self._queued: set[RunKey] = set()
-        self._busy: set[RunKey] = set()
-        self._dirty: set[RunKey] = set()
-        self._cooldowns: dict[RunKey, asyncio.TimerHandle] = {}
-        self._last_write: dict[RunKey, float] = {}
-        self._timers: dict[RunKey, tuple[datetime, asyncio.TimerHandle]] = {}
-        self._failures: dict[RunKey, int] = {}
+        self._queue: WorkQueue[RunKey] = WorkQueue(
+            self._timed_reconcile,
+            on_failure=self._pass_failed,
+            clock=clock,
+            backoff=RETRY_BACKOFF,
+            workers=workers,
+            name="kdag-reconciler",
+        )
+        self._resync_task: asyncio.Task[None] | None = None
         # Runs whose last pass failed: a write whose answer was lost may have landed, so the
         # cached run may be behind the server; the next pass reads it first.
         self._unsure: set[RunKey] = set()
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._paused = False
 
     # ------------------------------------------------------------ queue
 
     def enqueue(self, key: RunKey) -> None:
         """Reconcile the run soon; merged with any pass already waiting or running."""
-        if self._paused:
-            return  # another replica acts; resuming plans every run afresh
-        if key in self._busy or key in self._cooldowns:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+        self._queue.add(key)  # dropped while paused: resuming plans every run afresh
 
     def forget(self, key: RunKey) -> None:
         """The run is gone: drop its timers and bookkeeping."""
-        self._cancel_timer(key)
-        self._cancel_cooldown(key)
-        self._failures.pop(key, None)
+        self._queue.forget(key)
         self._unsure.discard(key)
         self._parsed.pop(key, None)
-        self._dirty.discard(key)
         self._metrics.forget_run(key)
 
     def due_at(self, key: RunKey) -> datetime | None:
         """When the run's timer fires next (for tests and debugging)."""
-        timer = self._timers.get(key)
-        return timer[0] if timer else None
+        return self._queue.due_at(key)
 
     @property
     def idle(self) -> bool:
-        return not self._queued and not self._busy and not self._cooldowns
+        return self._queue.idle
+
+    @property
+    def queue(self) -> WorkQueue[RunKey]:
+        return self._queue
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._work(), name=f"kdag-reconciler-{i}")
-            for i in range(self._worker_count)
-        ]
+        self._queue.start()
         if self._resync_seconds > 0:
-            self._tasks.append(asyncio.create_task(self._resync_forever(), name="kdag-resync"))
+            self._resync_task = asyncio.create_task(self._resync_forever(), name="kdag-resync")
 
     async def stop(self) -> None:
-        await self._halt()
+        await self._halt(self._queue.stop)
         if self._planner is not None:
             self._planner.shutdown(wait=False, cancel_futures=True)
 
@@ -243,67 +249,67 @@ class Reconciler:
         """Another replica took over (kopf peering): stop every worker, timer and resync,
         and forget the cache, which no watch keeps current while paused. A pass cut off
         mid-way is like one cut off by a crash: the active replica plans it again."""
-        if self._paused:
+        if self._queue.paused:
             return
-        self._paused = True
-        await self._halt()
+        await self._halt(self._queue.pause)
         for key in self._cache.run_keys():
             self._metrics.forget_run(key)
-        self._queue = asyncio.Queue()
-        self._queued.clear()
-        self._busy.clear()
-        self._dirty.clear()
-        self._failures.clear()
         self._unsure.clear()
         self._parsed.clear()
-        self._last_write.clear()
         self._cache.clear()
 
     def resume(self) -> None:
         """Act again. Every run is planned afresh from what the watches list anew, and a
         run's Jobs are listed before it is planned (the cache starts empty)."""
-        if not self._paused:
+        if not self._queue.paused:
             return
-        self._paused = False
-        self.start()
+        self._queue.resume()
+        if self._resync_seconds > 0:
+            self._resync_task = asyncio.create_task(self._resync_forever(), name="kdag-resync")
         for key in self._cache.run_keys():
             self.enqueue(key)
 
-    async def _halt(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for key in list(self._timers):
-            self._cancel_timer(key)
-        for key in list(self._cooldowns):
-            self._cancel_cooldown(key)
+    async def _halt(self, halt_queue: Callable[[], Awaitable[None]]) -> None:
+        # The resync is cancelled before the queue yields, so it cannot act in between.
+        resync, self._resync_task = self._resync_task, None
+        if resync is not None:
+            resync.cancel()
+        await halt_queue()
+        if resync is not None:
+            await asyncio.gather(resync, return_exceptions=True)
 
-    async def _work(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            self._busy.add(key)
-            self._last_write.pop(key, None)  # set again by this pass if it writes
-            try:
-                await self.reconcile_safely(key)
-            finally:
-                self._busy.discard(key)
-                pause = self._last_write.pop(key, 0.0)
-                if pause > 0:
-                    self._cooldowns[key] = asyncio.get_running_loop().call_later(
-                        pause, self._cooled_down, key
-                    )
-                elif key in self._dirty:
-                    self._dirty.discard(key)
-                    self.enqueue(key)
+    # The queue's state under the names the unit tests drive it by.
 
-    def _cooled_down(self, key: RunKey) -> None:
-        """A run's pause after its status write is over: plan what arrived meanwhile."""
-        self._cooldowns.pop(key, None)
-        if key in self._dirty:
-            self._dirty.discard(key)
-            self.enqueue(key)
+    @property
+    def _queued(self) -> set[RunKey]:
+        return self._queue._queued
+
+    @property
+    def _busy(self) -> set[RunKey]:
+        return self._queue._busy
+
+    @property
+    def _dirty(self) -> set[RunKey]:
+        return self._queue._dirty
+
+    @property
+    def _cooldowns(self) -> dict[RunKey, asyncio.TimerHandle]:
+        return self._queue._cooldowns
+
+    @property
+    def _timers(self) -> dict[RunKey, tuple[datetime, asyncio.TimerHandle]]:
+        return self._queue._timers
+
+    @property
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        resync = [self._resync_task] if self._resync_task is not None else []
+        return self._queue.tasks + resync
+
+    def _fire(self, key: RunKey) -> None:
+        self._queue._fire(key)
+
+    def _cancel_timer(self, key: RunKey) -> None:
+        self._queue.cancel_timer(key)
 
     async def _resync_forever(self) -> None:
         while True:
@@ -344,58 +350,55 @@ class Reconciler:
                 )
         self.enqueue(key)
 
-    async def reconcile_safely(self, key: RunKey) -> None:
+    async def reconcile_safely(self, key: RunKey) -> Result:
         """One pass; a failure is logged, counted and retried with backoff, never raised."""
+        return await self._queue.run_once(key)
+
+    async def _timed_reconcile(self, key: RunKey) -> Result:
         started = time.perf_counter()
         try:
-            await self.reconcile(key)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
-            self._unsure.add(key)
-            delay = RETRY_BACKOFF.delay(failures)
-            self._metrics.reconcile_errors.inc()
-            extra = {"run": f"{key[0]}/{key[1]}"}
-            if isinstance(exc, KubeError):
-                logger.warning(
-                    "reconcile of %s/%s failed (retry %d in %.1fs): %s",
-                    *key,
-                    failures,
-                    delay,
-                    exc,
-                    extra=extra,
-                )
-            else:
-                logger.exception(
-                    "reconcile of %s/%s failed (retry %d in %.1fs)",
-                    *key,
-                    failures,
-                    delay,
-                    extra=extra,
-                )
-            self._schedule(key, self._clock() + timedelta(seconds=delay))
-        else:
-            self._failures.pop(key, None)
+            return await self.reconcile(key)
         finally:
             self._metrics.reconcile_duration.observe(time.perf_counter() - started)
 
+    def _pass_failed(self, key: RunKey, exc: Exception, failures: int, delay: float) -> None:
+        self._unsure.add(key)
+        self._metrics.reconcile_errors.inc()
+        extra = {"run": f"{key[0]}/{key[1]}"}
+        if isinstance(exc, KubeError):
+            logger.warning(
+                "reconcile of %s/%s failed (retry %d in %.1fs): %s",
+                *key,
+                failures,
+                delay,
+                exc,
+                extra=extra,
+            )
+        else:
+            logger.error(
+                "reconcile of %s/%s failed (retry %d in %.1fs)",
+                *key,
+                failures,
+                delay,
+                exc_info=exc,
+                extra=extra,
+            )
+
     # ------------------------------------------------------------ one pass
 
-    async def reconcile(self, key: RunKey) -> None:
+    async def reconcile(self, key: RunKey) -> Result:
+        """One pass: plan the run and apply what the plan asks; the Result carries when the
+        run is due again (the plan's next due time or its TTL) and how long it rests."""
         if key in self._unsure:
             await self._reread_run(key)
         body = self._cache.run(key)
         if body is None:
             self.forget(key)
-            return
+            return Result()
         if (body.get("metadata") or {}).get("deletionTimestamp"):
-            self._cancel_timer(key)  # being deleted: start nothing
-            return
+            return Result()  # being deleted: start nothing
         if is_settled(body):
-            await self._settled(key, body)
-            return
+            return await self._settled(key, body)
         run = self._parse(key, body)
         if not self._cache.is_primed(key):
             if run.started:
@@ -430,7 +433,7 @@ class Reconciler:
         decision = await planning({})
         planned = time.perf_counter()
         decision = await self._apply_jobs(key, decision, planning)
-        await self._apply(key, body, decision, now)
+        result = await self._apply(key, body, decision, now)
         self._follow_user_writes(key, body)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -438,6 +441,7 @@ class Reconciler:
                 (planned - began) * 1000, len(decision.result.actions),
                 (time.perf_counter() - planned) * 1000, extra={"run": f"{key[0]}/{key[1]}"},
             )  # fmt: skip
+        return result
 
     async def _reread_run(self, key: RunKey) -> None:
         """After a failed pass, read the run from the API: planning from a status older than
@@ -480,7 +484,7 @@ class Reconciler:
             return compute()
         return await asyncio.get_running_loop().run_in_executor(self._planner, compute)
 
-    async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
+    async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> Result:
         """A finished run: only its TTL matters."""
         self._metrics.track_run(key, None, 0)
         await self._clean_up_settled(key, body)
@@ -489,11 +493,9 @@ class Reconciler:
         status = body.get("status") or {}
         due = ttl_due(status)
         if due is None:
-            self._cancel_timer(key)
-            return
+            return Result()
         if due > self._clock():
-            self._schedule(key, due)
-            return
+            return Result(requeue_at=due)
         meta = body.get("metadata") or {}
         logger.info(
             "deleting finished run %s/%s: ttlSecondsAfterFinished passed",
@@ -501,7 +503,7 @@ class Reconciler:
             extra={"run": f"{key[0]}/{key[1]}"},
         )
         await self._kube.delete_run(key[0], key[1], str(meta.get("uid", "")))
-        self._cancel_timer(key)
+        return Result()
 
     async def _clean_up_settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
         """The Jobs whose results the run's last pass recorded, which its retention policy
@@ -618,8 +620,9 @@ class Reconciler:
 
     async def _apply(
         self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime
-    ) -> None:
+    ) -> Result:
         run, result = decision.run, decision.result
+        cooldown = 0.0
         creates = [a for a in result.actions if isinstance(a, CreateJob)]
         stored = body
         # Answers a rerun clears go before the status records the rerun: if anything fails in
@@ -639,10 +642,10 @@ class Reconciler:
                 )
             except KubeError as exc:
                 if exc.status == 404:
-                    return  # deleted meanwhile; the watch's DELETED event cleans up
+                    return Result()  # deleted meanwhile; the watch's DELETED event cleans up
                 if _is_too_large(exc):
                     await self._fail_too_large(key, run, exc, now)
-                    return
+                    return Result()
                 raise
             self._cache.put_run(stored)
             # Back-pressure: the run pauses for as long as its write took before it plans
@@ -650,7 +653,7 @@ class Reconciler:
             # an idle server (a few ms); on a busy one, events merge into fewer, larger
             # writes, and a 5,000-node run (whose every write makes the server decode,
             # validate, store and send the whole object) leaves room for the Jobs.
-            self._last_write[key] = time.perf_counter() - writing
+            cooldown = time.perf_counter() - writing
             # The new status, already parsed, for the next pass (the planner never changes
             # the status it is given, so sharing it is safe). The spec and annotations are
             # reused only when the server's answer carries the ones this pass planned from:
@@ -663,9 +666,9 @@ class Reconciler:
             if isinstance(action, EmitEvent):
                 self._events.post(stored, action, now)
         self._record(key, run.status, result.status)
-        self._schedule_next(key, result, now)
         if any(self._failed_create(key, a.name) for a in creates):
             self.enqueue(key)  # let the planner see the Job that could not be created
+        return Result(requeue_at=next_due(result), cooldown_seconds=cooldown)
 
     async def _fail_too_large(
         self, key: RunKey, run: ParsedRun, exc: KubeError, now: datetime
@@ -699,7 +702,6 @@ class Reconciler:
         ]
         await asyncio.gather(*(self._delete_job(key, run, action) for action in active))
         self._events.post(stored, EmitEvent("Warning", STATUS_TOO_LARGE, message), now)
-        self._cancel_timer(key)
 
     async def _create_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> str | None:
         """Create the Job; the API server's message when it refuses it for now, else None."""
@@ -838,48 +840,3 @@ class Reconciler:
             elif node.phase is NodePhase.RETRYING:
                 self._metrics.node_retries.inc()
         self._metrics.track_run(key, new.phase, approvals)
-
-    def _schedule_next(self, key: RunKey, result: PlanResult, now: datetime) -> None:
-        due = result.requeue_at
-        status = result.status
-        workflow = status.workflow
-        if (
-            status.phase is not None
-            and status.phase.terminal
-            and workflow is not None
-            and workflow.ttl_seconds_after_finished is not None
-            and status.finished_at
-        ):
-            ttl = parse_iso(status.finished_at) + timedelta(
-                seconds=workflow.ttl_seconds_after_finished
-            )
-            due = min(due, ttl) if due else ttl
-        if due is None:
-            self._cancel_timer(key)
-        else:
-            self._schedule(key, due)
-
-    def _schedule(self, key: RunKey, due: datetime) -> None:
-        self._cancel_timer(key)
-        if self._paused:
-            return
-        delay = max((due - self._clock()).total_seconds(), 0.0) + TIMER_SLACK_SECONDS
-        if not math.isfinite(delay):
-            return
-        handle = asyncio.get_running_loop().call_later(delay, self._fire, key)
-        self._timers[key] = (due, handle)
-
-    def _fire(self, key: RunKey) -> None:
-        self._timers.pop(key, None)
-        self.enqueue(key)
-
-    def _cancel_cooldown(self, key: RunKey) -> None:
-        self._last_write.pop(key, None)
-        handle = self._cooldowns.pop(key, None)
-        if handle is not None:
-            handle.cancel()
-
-    def _cancel_timer(self, key: RunKey) -> None:
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer[1].cancel()

@@ -313,7 +313,8 @@ class Harness:
         if safely:
             await self.reconciler.reconcile_safely(key)
         else:
-            await self.reconciler.reconcile(key)
+            # As a worker would: the pass's Result sets the run's timer.
+            self.reconciler.queue.apply(key, await self.reconciler.reconcile(key))
         # Timers live on this loop, which ends here: remember when they were due, then
         # cancel them.
         self.due = {run: self.reconciler.due_at(run) for run in list(self.reconciler._timers)}
