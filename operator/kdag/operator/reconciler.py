@@ -25,14 +25,11 @@ from typing import Any
 from kdag.api import NodePhase, RunPhase, WorkflowRunStatus, WorkflowSpec
 from kdag.engine import names
 from kdag.engine.model import (
-    ANNOTATION_READY_AT,
     DEFAULT_OUTPUT_BUDGET,
     LABEL_RUN,
-    Action,
     CreateJob,
     DeleteJob,
     EmitEvent,
-    JobObservation,
     JobRetentionPolicy,
     JobState,
     Observed,
@@ -46,10 +43,11 @@ from kdag.engine.timeutil import parse_iso, to_iso
 from kdag.operator.backoff import Backoff
 from kdag.operator.cache import Cache, user_inputs
 from kdag.operator.events import EventSink
+from kdag.operator.job_actions import JobActions
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
 from kdag.operator.objects import RunKey, resource_version, utcnow
-from kdag.operator.observe import POD_JOB_LABEL, ObservedJob, pod_job_name, pod_result
+from kdag.operator.observe import POD_JOB_LABEL, pod_job_name, pod_result
 from kdag.operator.runs import (
     ParsedRun,
     is_settled,
@@ -63,7 +61,6 @@ from kdag.operator.workqueue import Result, WorkQueue
 logger = logging.getLogger(__name__)
 
 RETRY_BACKOFF = Backoff(base_seconds=0.5, max_seconds=60.0)
-CREATE_FAILED_REASON = "CreateFailed"
 STATUS_TOO_LARGE = "StatusTooLarge"
 
 Clock = Callable[[], datetime]
@@ -147,12 +144,6 @@ def _seconds_between(start: str | None, end: str | None) -> float | None:
         return None
 
 
-def _is_refused_for_now(exc: KubeError) -> bool:
-    # A ResourceQuota that is full frees up as other Jobs finish or are deleted: the node
-    # waits Queued, it does not fail.
-    return exc.status == 403 and "exceeded quota" in exc.body
-
-
 def _is_too_large(exc: KubeError) -> bool:
     """The API server (or etcd behind it) will never store this object: retrying the same
     write cannot succeed."""
@@ -205,6 +196,7 @@ class Reconciler:
             name="kdag-reconciler",
         )
         self._resync_task: asyncio.Task[None] | None = None
+        self._jobs = JobActions(kube, cache, metrics, clock)
         # Runs whose last pass failed: a write whose answer was lost may have landed, so the
         # cached run may be behind the server; the next pass reads it first.
         self._unsure: set[RunKey] = set()
@@ -515,7 +507,7 @@ class Reconciler:
             return
         policy = retention_policy(run.status, self._job_retention_policy)
         deletes = recorded_jobs_to_delete(run.status, self._cache.observed(key, run.uid), policy)
-        await asyncio.gather(*(self._delete_job(key, run, action) for action in deletes))
+        await asyncio.gather(*(self._jobs.delete(key, run, action) for action in deletes))
 
     async def _prime(self, key: RunKey, run: ParsedRun) -> None:
         """List the run's Jobs and pods once: the planner must see every Job that exists,
@@ -589,34 +581,14 @@ class Reconciler:
         so the status is written in this pass rather than never.
         """
         run = decision.run
-        handled = await self._apply_job_actions(key, run, decision.result.actions, set())
+        handled = await self._jobs.apply(key, run, decision.result.actions, set())
         refused = {name: message for name, message in handled.items() if message is not None}
         if not refused:
             return decision
         decision = await planning(refused)
         # The replan makes nothing (it knows there is no room) and repeats the deletes.
-        await self._apply_job_actions(key, run, decision.result.actions, set(handled))
+        await self._jobs.apply(key, run, decision.result.actions, set(handled))
         return decision
-
-    async def _apply_job_actions(
-        self, key: RunKey, run: ParsedRun, actions: list[Action], done: set[str]
-    ) -> dict[str, str | None]:
-        """Apply creates and deletes (skipping names in `done`); return every Job name
-        handled, with the API server's message for creates refused for now."""
-        creates = [a for a in actions if isinstance(a, CreateJob) and a.name not in done]
-        deletes = [a for a in actions if isinstance(a, DeleteJob) and a.name not in done]
-        outcomes = await asyncio.gather(
-            *(self._create_job(key, run, action) for action in creates),
-            *(self._delete_job(key, run, action) for action in deletes),
-            return_exceptions=True,
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        handled: dict[str, str | None] = {a.name: None for a in deletes}
-        for action, outcome in zip(creates, outcomes, strict=False):
-            handled[action.name] = outcome if isinstance(outcome, str) else None
-        return handled
 
     async def _apply(
         self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime
@@ -666,7 +638,7 @@ class Reconciler:
             if isinstance(action, EmitEvent):
                 self._events.post(stored, action, now)
         self._record(key, run.status, result.status)
-        if any(self._failed_create(key, a.name) for a in creates):
+        if any(self._jobs.failed_create(key, a.name) for a in creates):
             self.enqueue(key)  # let the planner see the Job that could not be created
         return Result(requeue_at=next_due(result), cooldown_seconds=cooldown)
 
@@ -700,109 +672,8 @@ class Reconciler:
             for name, job in self._cache.observed(key, run.uid).jobs.items()
             if job.state is JobState.ACTIVE and not job.deleting
         ]
-        await asyncio.gather(*(self._delete_job(key, run, action) for action in active))
+        await asyncio.gather(*(self._jobs.delete(key, run, action) for action in active))
         self._events.post(stored, EmitEvent("Warning", STATUS_TOO_LARGE, message), now)
-
-    async def _create_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> str | None:
-        """Create the Job; the API server's message when it refuses it for now, else None."""
-        extra = {"run": f"{run.namespace}/{run.name}", "node": action.instance}
-        try:
-            created = await self._kube.create_job(run.namespace, action.manifest)
-        except KubeError as exc:
-            if exc.status == 409 and exc.api_reason == "AlreadyExists":
-                await self._adopt_job(key, run, action)
-                return None
-            if _is_refused_for_now(exc):
-                logger.info(
-                    "Job %s for node %s refused for now: %s",
-                    action.name,
-                    action.instance,
-                    exc.api_message,
-                    extra=extra,
-                )
-                return exc.api_message
-            if exc.transient:
-                raise
-            # The API refuses this Job for good (invalid podTemplate, forbidden): record it
-            # as a failed attempt with the API's reason, so the node's retry policy applies
-            # and its message says why.
-            self._create_failed(run, action, exc.api_message)
-            return None
-        self._cache.put_job(created)
-        ready_at = ((created.get("metadata") or {}).get("annotations") or {}).get(
-            ANNOTATION_READY_AT
-        )
-        if ready_at:
-            try:
-                latency = (self._clock() - parse_iso(ready_at)).total_seconds()
-                self._metrics.scheduling_latency.observe(max(latency, 0.0))
-            except ValueError:
-                pass
-        logger.debug("created Job %s", action.name, extra=extra)
-        return None
-
-    async def _adopt_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> None:
-        """The Job exists (made before a restart, or by a pass whose status write failed)."""
-        existing = await self._kube.get_job(run.namespace, action.name)
-        if existing is None:
-            raise KubeError(409, "Conflict", f"Job {action.name} exists but cannot be read")
-        owners = (existing.get("metadata") or {}).get("ownerReferences") or []
-        if not any(o.get("uid") == run.uid for o in owners):
-            # Names carry a hash of the run's uid, so this is no Job of ours: someone made it
-            # by hand, or it is a hash collision. Adopting it would take a stranger's result,
-            # and waiting for it would stall the whole run: this attempt fails instead.
-            owner = next((o for o in owners if o.get("controller")), None)
-            whose = f"its owner is {owner.get('kind')} {owner.get('name')}" if owner else "no owner"
-            self._create_failed(
-                run,
-                action,
-                f"a Job named {action.name} already exists and is not this run's ({whose})",
-            )
-            return
-        self._cache.put_job(existing)
-
-    def _create_failed(self, run: ParsedRun, action: CreateJob, why: str) -> None:
-        """Record a Job the API would not create as a failed attempt with the reason, so the
-        node's retry policy applies and its message says why."""
-        logger.warning(
-            "Job %s for node %s could not be created: %s",
-            action.name,
-            action.instance,
-            why,
-            extra={"run": f"{run.namespace}/{run.name}", "node": action.instance},
-        )
-        self._cache.put_observed_job(
-            ObservedJob(
-                namespace=run.namespace,
-                run=run.name,
-                uid="",
-                owner_uid=run.uid,
-                resource_version="",
-                observation=JobObservation(
-                    name=action.name,
-                    instance=action.instance,
-                    attempt=action.attempt,
-                    state=JobState.FAILED,
-                    reason=CREATE_FAILED_REASON,
-                    message=f"the Job could not be created: {why}",
-                ),
-            )
-        )
-
-    def _failed_create(self, key: RunKey, name: str) -> bool:
-        job = self._cache.job(key, name)
-        return job is not None and job.observation.reason == CREATE_FAILED_REASON
-
-    async def _delete_job(self, key: RunKey, run: ParsedRun, action: DeleteJob) -> None:
-        await self._kube.delete_job(run.namespace, action.name)
-        # Until the watch shows it gone: the next pass must not ask again.
-        self._cache.mark_deleting(key, action.name)
-        logger.info(
-            "deleted Job %s: %s",
-            action.name,
-            action.reason,
-            extra={"run": f"{run.namespace}/{run.name}"},
-        )
 
     # ------------------------------------------------------------ metrics and timers
 

@@ -278,15 +278,24 @@ class Harness:
         self.events = RecordingEvents()
         self.clock = Clock()
         self.due: dict[tuple[str, str], datetime | None] = {}
-        self.reconciler = Reconciler(
+        self._reconciler_options = reconciler
+        self.reconciler = self._new_reconciler()
+
+    def _new_reconciler(self) -> Reconciler:
+        return Reconciler(
             self.kube,  # type: ignore[arg-type]
             self.cache,
             self.metrics,
             self.events,
             clock=self.clock,
             plan_in_thread=False,
-            **reconciler,
+            **self._reconciler_options,
         )
+
+    def restart(self) -> None:
+        """A new operator process: an empty cache and a new reconciler on the same API."""
+        self.cache = Cache()
+        self.reconciler = self._new_reconciler()
 
     def create_run(self, body: dict[str, Any]) -> tuple[str, str]:
         stored = self.kube.add_run(body)
