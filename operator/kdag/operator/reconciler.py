@@ -42,12 +42,12 @@ from kdag.engine.run_summary import run_conditions
 from kdag.engine.timeutil import parse_iso, to_iso
 from kdag.operator.backoff import Backoff
 from kdag.operator.cache import Cache, user_inputs
+from kdag.operator.cache_completion import CacheCompleter
 from kdag.operator.events import EventSink
 from kdag.operator.job_actions import JobActions
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
 from kdag.operator.objects import RunKey, resource_version, utcnow
-from kdag.operator.observe import POD_JOB_LABEL, pod_job_name, pod_result
 from kdag.operator.runs import (
     ParsedRun,
     is_settled,
@@ -197,6 +197,7 @@ class Reconciler:
         )
         self._resync_task: asyncio.Task[None] | None = None
         self._jobs = JobActions(kube, cache, metrics, clock)
+        self._completer = CacheCompleter(kube, cache)
         # Runs whose last pass failed: a write whose answer was lost may have landed, so the
         # cached run may be behind the server; the next pass reads it first.
         self._unsure: set[RunKey] = set()
@@ -392,16 +393,10 @@ class Reconciler:
         if is_settled(body):
             return await self._settled(key, body)
         run = self._parse(key, body)
-        if not self._cache.is_primed(key):
-            if run.started:
-                await self._prime(key, run)
-            else:
-                # Nothing is Running yet, so nothing can be misjudged as deleted: a Job left
-                # by a pass that crashed before the first status write is adopted on
-                # AlreadyExists. Saves two LISTs per new run when many start at once.
-                self._cache.mark_primed(key)
+        # Only a run not started reads its Workflow, and only a started one lists its Jobs
+        # and pods: the order of API calls is the same either way round.
         workflow, workflow_problem = await self._resolve_workflow(run)
-        await self._fill_pod_results(key, run)
+        await self._completer.complete(key, run)
         now = self._clock()
         began = time.perf_counter()
 
@@ -509,61 +504,11 @@ class Reconciler:
         deletes = recorded_jobs_to_delete(run.status, self._cache.observed(key, run.uid), policy)
         await asyncio.gather(*(self._jobs.delete(key, run, action) for action in deletes))
 
-    async def _prime(self, key: RunKey, run: ParsedRun) -> None:
-        """List the run's Jobs and pods once: the planner must see every Job that exists,
-        or it would take a Job the watch has not shown yet for one deleted by hand. The
-        Jobs go through the same reconciliation with the cache as a periodic resync."""
-        selector = f"{LABEL_RUN}={names.run_label(run.name)}"
-        jobs, pods = await asyncio.gather(
-            self._kube.list_jobs(run.namespace, selector),
-            self._kube.list_pods(run.namespace, selector),
-        )
-        self._cache.resync_jobs(key, jobs.items, jobs.resource_version)
-        self._store_pods(run.namespace, pods)
-        for name in self._cache.job_names(key):
-            self._cache.mark_pods_listed(run.namespace, name)
-        self._cache.mark_primed(key)
-
-    def _store_pods(self, namespace: str, pods: list[dict[str, Any]]) -> None:
-        for pod in pods:
-            job_name, result = pod_job_name(pod), pod_result(pod)
-            if job_name and result:
-                self._cache.put_pod_result(namespace, job_name, result)
-
     async def _resolve_workflow(self, run: ParsedRun) -> tuple[WorkflowSpec | None, str | None]:
         if run.started or run.workflow_ref is None or run.problem is not None:
             return None, None
         found = await self._kube.get_workflow(run.namespace, run.workflow_ref)
         return workflow_from_object(run, found)
-
-    async def _fill_pod_results(self, key: RunKey, run: ParsedRun) -> None:
-        """A finished Job whose pod result the watch has not delivered yet: list its pods
-        once, so outputs and exit codes are read, not guessed."""
-        if run.status is None:
-            return
-        wanted = []
-        for instance, node in (run.status.nodes or {}).items():
-            if node.phase is not NodePhase.RUNNING or not node.attempt:
-                continue
-            name = names.current_job(run.name, run.uid, instance, node.job, node.attempt)
-            if name is None:
-                continue
-            job = self._cache.job(key, name)
-            if (
-                job is not None
-                and job.observation.state is not JobState.ACTIVE
-                and self._cache.pod_result(run.namespace, name) is None
-                and not self._cache.pods_listed(run.namespace, name)
-            ):
-                wanted.append(name)
-        if not wanted:
-            return
-        found = await asyncio.gather(
-            *(self._kube.list_pods(run.namespace, f"{POD_JOB_LABEL}={job}") for job in wanted)
-        )
-        for job_name, pods in zip(wanted, found, strict=True):
-            self._store_pods(run.namespace, pods)
-            self._cache.mark_pods_listed(run.namespace, job_name)
 
     # ------------------------------------------------------------ applying
 
