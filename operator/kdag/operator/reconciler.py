@@ -22,24 +22,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from kdag.api import NodePhase, RunPhase, WorkflowRunStatus, WorkflowSpec
+from kdag.api import RunPhase, WorkflowSpec
 from kdag.engine import names
 from kdag.engine.model import (
     DEFAULT_OUTPUT_BUDGET,
     LABEL_RUN,
     CreateJob,
-    DeleteJob,
     EmitEvent,
     JobRetentionPolicy,
-    JobState,
     Observed,
     PlanResult,
     RemoveAnnotations,
     ServiceAccountRef,
 )
 from kdag.engine.planner import plan, recorded_jobs_to_delete, retention_policy
-from kdag.engine.run_summary import run_conditions
-from kdag.engine.timeutil import parse_iso, to_iso
+from kdag.engine.timeutil import parse_iso
 from kdag.operator.backoff import Backoff
 from kdag.operator.cache import Cache, user_inputs
 from kdag.operator.cache_completion import CacheCompleter
@@ -48,6 +45,7 @@ from kdag.operator.job_actions import JobActions
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
 from kdag.operator.objects import RunKey, resource_version, utcnow
+from kdag.operator.oversized_status import OversizedStatus, is_too_large
 from kdag.operator.runs import (
     ParsedRun,
     is_settled,
@@ -56,12 +54,12 @@ from kdag.operator.runs import (
     workflow_from_object,
 )
 from kdag.operator.status_patch import merge_patch
+from kdag.operator.transitions import record_transitions
 from kdag.operator.workqueue import Result, WorkQueue
 
 logger = logging.getLogger(__name__)
 
 RETRY_BACKOFF = Backoff(base_seconds=0.5, max_seconds=60.0)
-STATUS_TOO_LARGE = "StatusTooLarge"
 
 Clock = Callable[[], datetime]
 
@@ -135,24 +133,6 @@ def next_due(result: PlanResult) -> datetime | None:
     return due
 
 
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    try:
-        return (parse_iso(end) - parse_iso(start)).total_seconds()
-    except ValueError:
-        return None
-
-
-def _is_too_large(exc: KubeError) -> bool:
-    """The API server (or etcd behind it) will never store this object: retrying the same
-    write cannot succeed."""
-    text = exc.body.lower()
-    return exc.status == 413 or (
-        exc.status in (422, 500) and ("too large" in text or "too long" in text)
-    )
-
-
 class Reconciler:
     def __init__(
         self,
@@ -198,6 +178,7 @@ class Reconciler:
         self._resync_task: asyncio.Task[None] | None = None
         self._jobs = JobActions(kube, cache, metrics, clock)
         self._completer = CacheCompleter(kube, cache)
+        self._oversized = OversizedStatus(kube, cache, self._jobs, events)
         # Runs whose last pass failed: a write whose answer was lost may have landed, so the
         # cached run may be behind the server; the next pass reads it first.
         self._unsure: set[RunKey] = set()
@@ -560,8 +541,9 @@ class Reconciler:
             except KubeError as exc:
                 if exc.status == 404:
                     return Result()  # deleted meanwhile; the watch's DELETED event cleans up
-                if _is_too_large(exc):
-                    await self._fail_too_large(key, run, exc, now)
+                if is_too_large(exc):
+                    await self._oversized.fail_run(key, run, exc, now)
+                    self._parsed.pop(key, None)
                     return Result()
                 raise
             self._cache.put_run(stored)
@@ -582,77 +564,7 @@ class Reconciler:
         for action in result.actions:
             if isinstance(action, EmitEvent):
                 self._events.post(stored, action, now)
-        self._record(key, run.status, result.status)
+        record_transitions(self._metrics, key, run.status, result.status)
         if any(self._jobs.failed_create(key, a.name) for a in creates):
             self.enqueue(key)  # let the planner see the Job that could not be created
         return Result(requeue_at=next_due(result), cooldown_seconds=cooldown)
-
-    async def _fail_too_large(
-        self, key: RunKey, run: ParsedRun, exc: KubeError, now: datetime
-    ) -> None:
-        """A status the API server will never store: retrying it forever would leave the run
-        Running for good. End it Failed with a small write, and stop its Jobs."""
-        message = (
-            "the run's status is too large for the API server to store "
-            f"({exc.api_message}); stopped. Lower the nodes' outputs or the fan-out width, "
-            "or the operator's --max-run-output-bytes"
-        )
-        logger.error("run %s/%s failed: %s", *key, message, extra={"run": f"{key[0]}/{key[1]}"})
-        old = run.status or WorkflowRunStatus()
-        now_iso = to_iso(now)
-        conditions = run_conditions(
-            RunPhase.FAILED, message, False, old.conditions, now_iso, run.generation
-        )
-        patch = {
-            "phase": str(RunPhase.FAILED),
-            "message": message,
-            "finishedAt": now_iso,
-            "conditions": [c.to_wire() for c in conditions],
-        }
-        stored = await self._kube.patch_run_status(run.namespace, run.name, {"status": patch})
-        self._cache.put_run(stored)
-        self._parsed.pop(key, None)
-        active = [
-            DeleteJob(name, "its run's status is too large to store")
-            for name, job in self._cache.observed(key, run.uid).jobs.items()
-            if job.state is JobState.ACTIVE and not job.deleting
-        ]
-        await asyncio.gather(*(self._jobs.delete(key, run, action) for action in active))
-        self._events.post(stored, EmitEvent("Warning", STATUS_TOO_LARGE, message), now)
-
-    # ------------------------------------------------------------ metrics and timers
-
-    def _record(self, key: RunKey, old: WorkflowRunStatus | None, new: WorkflowRunStatus) -> None:
-        """Count the transitions this pass made (never the ones found at start-up)."""
-        extra = {"run": f"{key[0]}/{key[1]}"}
-        old_phase = old.phase if old else None
-        if (old is None or old.workflow is None) and new.workflow is not None:
-            self._metrics.runs_started.inc()
-        if new.phase is not None and new.phase is not old_phase:
-            logger.info("run %s/%s is %s: %s", *key, new.phase, new.message or "", extra=extra)
-            if new.phase.terminal and (old_phase is None or not old_phase.terminal):
-                self._metrics.run_finished(
-                    new.phase, _seconds_between(new.started_at, new.finished_at)
-                )
-        before = (old.nodes or {}) if old else {}
-        approvals = 0
-        for name, node in (new.nodes or {}).items():
-            if node.phase is NodePhase.WAITING_FOR_APPROVAL:
-                approvals += 1
-            previous = before.get(name)
-            if previous is not None and previous.phase is node.phase:
-                continue
-            if node.phase.terminal:
-                self._metrics.node_finished(
-                    node.phase, _seconds_between(node.started_at, node.finished_at)
-                )
-                logger.info(
-                    "node %s %s%s",
-                    name,
-                    node.phase,
-                    f": {node.message}" if node.message else "",
-                    extra={**extra, "node": name},
-                )
-            elif node.phase is NodePhase.RETRYING:
-                self._metrics.node_retries.inc()
-        self._metrics.track_run(key, new.phase, approvals)
