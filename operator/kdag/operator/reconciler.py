@@ -23,10 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kdag.api import RunPhase, WorkflowSpec
-from kdag.engine import names
 from kdag.engine.model import (
     DEFAULT_OUTPUT_BUDGET,
-    LABEL_RUN,
     CreateJob,
     EmitEvent,
     JobRetentionPolicy,
@@ -46,6 +44,7 @@ from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
 from kdag.operator.objects import RunKey, resource_version, utcnow
 from kdag.operator.oversized_status import OversizedStatus, is_too_large
+from kdag.operator.resync import Resync
 from kdag.operator.runs import (
     ParsedRun,
     is_settled,
@@ -158,7 +157,6 @@ class Reconciler:
         self._job_retention_policy: JobRetentionPolicy = job_retention_policy
         self._output_budget = output_budget
         self._operator_account = operator_account  # no run's pods may use it
-        self._resync_seconds = resync_seconds
         self._clock = clock
         # One planning thread: planning is CPU-bound (the GIL serialises it anyway), and
         # keeping it off the event loop keeps watches and API answers flowing meanwhile.
@@ -175,7 +173,13 @@ class Reconciler:
             workers=workers,
             name="kdag-reconciler",
         )
-        self._resync_task: asyncio.Task[None] | None = None
+        self._resync = Resync(
+            kube,
+            cache,
+            enqueue=self.enqueue,
+            forget=self.forget,
+            period_seconds=resync_seconds,
+        )
         self._jobs = JobActions(kube, cache, metrics, clock)
         self._completer = CacheCompleter(kube, cache)
         self._oversized = OversizedStatus(kube, cache, self._jobs, events)
@@ -211,8 +215,7 @@ class Reconciler:
 
     def start(self) -> None:
         self._queue.start()
-        if self._resync_seconds > 0:
-            self._resync_task = asyncio.create_task(self._resync_forever(), name="kdag-resync")
+        self._resync.start()
 
     async def stop(self) -> None:
         await self._halt(self._queue.stop)
@@ -238,16 +241,13 @@ class Reconciler:
         if not self._queue.paused:
             return
         self._queue.resume()
-        if self._resync_seconds > 0:
-            self._resync_task = asyncio.create_task(self._resync_forever(), name="kdag-resync")
+        self._resync.start()
         for key in self._cache.run_keys():
             self.enqueue(key)
 
     async def _halt(self, halt_queue: Callable[[], Awaitable[None]]) -> None:
         # The resync is cancelled before the queue yields, so it cannot act in between.
-        resync, self._resync_task = self._resync_task, None
-        if resync is not None:
-            resync.cancel()
+        resync = self._resync.cancel()
         await halt_queue()
         if resync is not None:
             await asyncio.gather(resync, return_exceptions=True)
@@ -276,8 +276,8 @@ class Reconciler:
 
     @property
     def _tasks(self) -> list[asyncio.Task[None]]:
-        resync = [self._resync_task] if self._resync_task is not None else []
-        return self._queue.tasks + resync
+        resync = self._resync.task
+        return self._queue.tasks + ([resync] if resync is not None else [])
 
     def _fire(self, key: RunKey) -> None:
         self._queue._fire(key)
@@ -285,44 +285,9 @@ class Reconciler:
     def _cancel_timer(self, key: RunKey) -> None:
         self._queue.cancel_timer(key)
 
-    async def _resync_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._resync_seconds)  # a period, not a wait for a condition
-            for key in self._cache.run_keys():
-                try:
-                    await self.resync(key)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    logger.warning(
-                        "resync of %s/%s failed: %s", *key, exc, extra={"run": "/".join(key)}
-                    )
-
     async def resync(self, key: RunKey) -> None:
-        """Re-read an active run and its Jobs: a watch that restarts replays what exists but
-        not what was deleted while it was down, which would leave a node waiting on a Job
-        that is gone, or a deleted run in the cache."""
-        body = self._cache.run(key)
-        if body is None or is_settled(body):
-            return
-        found = await self._kube.get_run(*key)
-        if found is None:
-            logger.info("run %s/%s is gone (deleted while unwatched)", *key)
-            self._cache.remove_run(key)
-            self.forget(key)
-            return
-        self._cache.put_run(found)
-        if self._cache.is_primed(key):
-            listing = await self._kube.list_jobs(key[0], f"{LABEL_RUN}={names.run_label(key[1])}")
-            gone = self._cache.resync_jobs(key, listing.items, listing.resource_version)
-            if gone:
-                logger.info(
-                    "Jobs %s of %s/%s were deleted while unwatched",
-                    ", ".join(gone),
-                    *key,
-                    extra={"run": "/".join(key)},
-                )
-        self.enqueue(key)
+        """Re-read an active run and its Jobs (see `resync.py`)."""
+        await self._resync.run(key)
 
     async def reconcile_safely(self, key: RunKey) -> Result:
         """One pass; a failure is logged, counted and retried with backoff, never raised."""
