@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from kdag.api import RunPhase, WorkflowSpec
+from kdag.api import WorkflowSpec
 from kdag.engine.model import (
     DEFAULT_OUTPUT_BUDGET,
     CreateJob,
@@ -33,12 +33,13 @@ from kdag.engine.model import (
     RemoveAnnotations,
     ServiceAccountRef,
 )
-from kdag.engine.planner import plan, recorded_jobs_to_delete, retention_policy
+from kdag.engine.planner import plan
 from kdag.engine.timeutil import parse_iso
 from kdag.operator.backoff import Backoff
 from kdag.operator.cache import Cache, user_inputs
 from kdag.operator.cache_completion import CacheCompleter
 from kdag.operator.events import EventSink
+from kdag.operator.finished_runs import FinishedRuns
 from kdag.operator.job_actions import JobActions
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
@@ -97,22 +98,6 @@ def decide(
     result = plan(ctx, run.status, observed, now)
     patch = merge_patch(body.get("status") or {}, result.status.to_wire())
     return Decision(run=run, result=result, status_patch=patch)
-
-
-def ttl_due(status: Mapping[str, Any]) -> datetime | None:
-    """When a finished run is to be deleted (workflow snapshot's ttlSecondsAfterFinished)."""
-    try:
-        phase = RunPhase(str(status.get("phase")))
-    except ValueError:
-        return None
-    ttl = (status.get("workflow") or {}).get("ttlSecondsAfterFinished")
-    finished = status.get("finishedAt")
-    if not phase.terminal or not isinstance(ttl, int) or not isinstance(finished, str):
-        return None
-    try:
-        return parse_iso(finished) + timedelta(seconds=ttl)
-    except ValueError:
-        return None
 
 
 def next_due(result: PlanResult) -> datetime | None:
@@ -182,6 +167,7 @@ class Reconciler:
         )
         self._jobs = JobActions(kube, cache, metrics, clock)
         self._completer = CacheCompleter(kube, cache)
+        self._finished = FinishedRuns(kube, cache, self._jobs, clock, job_retention_policy)
         self._oversized = OversizedStatus(kube, cache, self._jobs, events)
         # Runs whose last pass failed: a write whose answer was lost may have landed, so the
         # cached run may be behind the server; the next pass reads it first.
@@ -420,35 +406,11 @@ class Reconciler:
     async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> Result:
         """A finished run: only its TTL matters."""
         self._metrics.track_run(key, None, 0)
-        await self._clean_up_settled(key, body)
+        if self._cache.job_names(key):
+            await self._finished.clean_up(key, self._parse(key, body))
         self._cache.evict_jobs(key)
         self._parsed.pop(key, None)
-        status = body.get("status") or {}
-        due = ttl_due(status)
-        if due is None:
-            return Result()
-        if due > self._clock():
-            return Result(requeue_at=due)
-        meta = body.get("metadata") or {}
-        logger.info(
-            "deleting finished run %s/%s: ttlSecondsAfterFinished passed",
-            *key,
-            extra={"run": f"{key[0]}/{key[1]}"},
-        )
-        await self._kube.delete_run(key[0], key[1], str(meta.get("uid", "")))
-        return Result()
-
-    async def _clean_up_settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
-        """The Jobs whose results the run's last pass recorded, which its retention policy
-        deletes: no plan runs for a finished run, so they are deleted here."""
-        if not self._cache.job_names(key):
-            return
-        run = self._parse(key, body)
-        if run.status is None:
-            return
-        policy = retention_policy(run.status, self._job_retention_policy)
-        deletes = recorded_jobs_to_delete(run.status, self._cache.observed(key, run.uid), policy)
-        await asyncio.gather(*(self._jobs.delete(key, run, action) for action in deletes))
+        return await self._finished.expire(key, body)
 
     async def _resolve_workflow(self, run: ParsedRun) -> tuple[WorkflowSpec | None, str | None]:
         if run.started or run.workflow_ref is None or run.problem is not None:
