@@ -18,8 +18,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from kdag.api import WorkflowSpec
@@ -28,16 +28,13 @@ from kdag.engine.model import (
     CreateJob,
     EmitEvent,
     JobRetentionPolicy,
-    Observed,
-    PlanResult,
     RemoveAnnotations,
     ServiceAccountRef,
 )
-from kdag.engine.planner import plan
-from kdag.engine.timeutil import parse_iso
 from kdag.operator.backoff import Backoff
 from kdag.operator.cache import Cache, user_inputs
 from kdag.operator.cache_completion import CacheCompleter
+from kdag.operator.decision import Decision, decide, next_due
 from kdag.operator.events import EventSink
 from kdag.operator.finished_runs import FinishedRuns
 from kdag.operator.job_actions import JobActions
@@ -50,71 +47,19 @@ from kdag.operator.runs import (
     ParsedRun,
     is_settled,
     parse_run,
-    run_context,
     workflow_from_object,
 )
-from kdag.operator.status_patch import merge_patch
 from kdag.operator.transitions import record_transitions
 from kdag.operator.workqueue import Result, WorkQueue
+
+# decide is re-exported for the benchmarks (bench/plan_profile.py), which import it here.
+__all__ = ["Decision", "Reconciler", "decide"]
 
 logger = logging.getLogger(__name__)
 
 RETRY_BACKOFF = Backoff(base_seconds=0.5, max_seconds=60.0)
 
 Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What one planning pass decided, with the minimal status patch to record it."""
-
-    run: ParsedRun
-    result: PlanResult
-    status_patch: dict[str, Any]
-
-
-def decide(
-    body: Mapping[str, Any],
-    run: ParsedRun,
-    observed: Observed,
-    workflow: WorkflowSpec | None,
-    workflow_problem: str | None,
-    now: datetime,
-    max_nodes: int,
-    operator_account: ServiceAccountRef | None = None,
-    job_retention_policy: JobRetentionPolicy = "Retain",
-    output_budget: int = DEFAULT_OUTPUT_BUDGET,
-) -> Decision:
-    """Plan the run and diff the new status against the stored one (pure; runs in a thread)."""
-    ctx = run_context(
-        run,
-        workflow=workflow,
-        workflow_problem=workflow_problem,
-        max_nodes=max_nodes,
-        operator_account=operator_account,
-        job_retention_policy=job_retention_policy,
-        output_budget=output_budget,
-    )
-    result = plan(ctx, run.status, observed, now)
-    patch = merge_patch(body.get("status") or {}, result.status.to_wire())
-    return Decision(run=run, result=result, status_patch=patch)
-
-
-def next_due(result: PlanResult) -> datetime | None:
-    """When a run is due again after a pass: the plan's next due time or the run's TTL."""
-    due = result.requeue_at
-    status = result.status
-    workflow = status.workflow
-    if (
-        status.phase is not None
-        and status.phase.terminal
-        and workflow is not None
-        and workflow.ttl_seconds_after_finished is not None
-        and status.finished_at
-    ):
-        ttl = parse_iso(status.finished_at) + timedelta(seconds=workflow.ttl_seconds_after_finished)
-        due = min(due, ttl) if due else ttl
-    return due
 
 
 class Reconciler:
