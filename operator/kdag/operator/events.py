@@ -23,7 +23,7 @@ from kdag.engine.model import EmitEvent
 from kdag.engine.timeutil import to_iso_precise
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
-from kdag.operator.objects import utcnow
+from kdag.operator.objects import resource_version, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def event_body(
             "name": name,
             "namespace": namespace,
             "uid": meta.get("uid", ""),
-            "resourceVersion": meta.get("resourceVersion", ""),
+            "resourceVersion": resource_version(run),
         },
         "type": event.type,
         "reason": event.reason,
