@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 from kdag.engine.model import (
@@ -24,6 +24,7 @@ from kdag.engine.model import (
 )
 from kdag.engine.timeutil import parse_iso
 from kdag.operator.cache import Cache
+from kdag.operator.decision import Decision
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
 from kdag.operator.objects import RunKey
@@ -50,7 +51,30 @@ class JobActions:
         self._metrics = metrics
         self._clock = clock
 
-    async def apply(
+    async def apply_plan(
+        self,
+        key: RunKey,
+        decision: Decision,
+        planning: Callable[[Mapping[str, str]], Awaitable[Decision]],
+    ) -> Decision:
+        """Create and delete the Jobs the plan asks for; return the decision to record.
+
+        When the API server refuses a create for now (a full ResourceQuota), the run is
+        planned again, told which Jobs were refused: the plan to record keeps those nodes
+        Queued with the server's message and a backoff, and adopts the Jobs that were made,
+        so the status is written in this pass rather than never.
+        """
+        run = decision.run
+        handled = await self._apply_actions(key, run, decision.result.actions, set())
+        refused = {name: message for name, message in handled.items() if message is not None}
+        if not refused:
+            return decision
+        decision = await planning(refused)
+        # The replan makes nothing (it knows there is no room) and repeats the deletes.
+        await self._apply_actions(key, run, decision.result.actions, set(handled))
+        return decision
+
+    async def _apply_actions(
         self, key: RunKey, run: ParsedRun, actions: list[Action], done: set[str]
     ) -> dict[str, str | None]:
         """Apply creates and deletes (skipping names in `done`); return every Job name

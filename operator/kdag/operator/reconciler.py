@@ -296,7 +296,7 @@ class Reconciler:
 
         decision = await planning({})
         planned = time.perf_counter()
-        decision = await self._apply_jobs(key, decision, planning)
+        decision = await self._jobs.apply_plan(key, decision, planning)
         result = await self._apply(key, body, decision, now)
         self._follow_user_writes(key, body)
         if logger.isEnabledFor(logging.DEBUG):
@@ -364,29 +364,6 @@ class Reconciler:
         return workflow_from_object(run, found)
 
     # ------------------------------------------------------------ applying
-
-    async def _apply_jobs(
-        self,
-        key: RunKey,
-        decision: Decision,
-        planning: Callable[[Mapping[str, str]], Awaitable[Decision]],
-    ) -> Decision:
-        """Create and delete the Jobs the plan asks for; return the decision to record.
-
-        When the API server refuses a create for now (a full ResourceQuota), the run is
-        planned again, told which Jobs were refused: the plan to record keeps those nodes
-        Queued with the server's message and a backoff, and adopts the Jobs that were made,
-        so the status is written in this pass rather than never.
-        """
-        run = decision.run
-        handled = await self._jobs.apply(key, run, decision.result.actions, set())
-        refused = {name: message for name, message in handled.items() if message is not None}
-        if not refused:
-            return decision
-        decision = await planning(refused)
-        # The replan makes nothing (it knows there is no room) and repeats the deletes.
-        await self._jobs.apply(key, run, decision.result.actions, set(handled))
-        return decision
 
     async def _apply(
         self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime
