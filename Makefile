@@ -39,8 +39,23 @@ unit: venv ## unit and property tests (no cluster)
 	$(BIN)/pytest tests/unit
 
 
+# The operator runs as the chart's ServiceAccount with the chart's RBAC (docs/testing.md "RBAC
+# modes"): the whole suite with the cluster-wide ClusterRole, then these modules again with
+# the namespaced mode's Roles (the run paths, Workflows, and the resync after a lost watch).
+NAMESPACED_RBAC_TESTS := \
+	tests/integration/test_run_dags.py \
+	tests/integration/test_run_failures.py \
+	tests/integration/test_run_control.py \
+	tests/integration/test_workflow_status.py \
+	tests/integration/test_faults_job_deleted.py
+
 .PHONY: test
 test: venv cluster-bins test-deps ## unit, property and integration tests; brings the local cluster up once
 	$(BIN)/pytest tests
+	KDAG_IT_RBAC_MODE=namespaced $(BIN)/pytest $(NAMESPACED_RBAC_TESTS)
+
+.PHONY: test-namespaced
+test-namespaced: venv cluster-bins ## the operator tests of `make test` that also run under the chart's namespaced RBAC
+	KDAG_IT_RBAC_MODE=namespaced $(BIN)/pytest $(NAMESPACED_RBAC_TESTS)
 
 -include hack/*.mk

@@ -3,7 +3,8 @@
 A node whose Job disappears before it finished fails that attempt with
 `Job <name> was deleted before it finished`, and is retried if it has retries left; the run
 never hangs waiting for a Job that is gone, also when the deletion happened while the
-operator was down.
+operator was down, or while only its watches were (the periodic resync notices it, under the
+chart's RBAC).
 """
 
 from __future__ import annotations
@@ -13,8 +14,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.support.chart_rbac import chart_identity
 from tests.support.cluster import Cluster, job_of, kubectl, wait_for
-from tests.support.faults import JobLedger, operator_for, own_namespace, release_when_started
+from tests.support.faults import (
+    JobLedger,
+    local_apiserver_available,
+    operator_for,
+    own_namespace,
+    private_apiserver,
+    release_when_started,
+)
 from tests.support.operator import (
     apply,
     create,
@@ -108,6 +117,38 @@ def test_a_job_deleted_while_the_operator_is_down_is_noticed_after_it_restarts(
         == f"Job {job_of(env.namespace, run, 'a')} was deleted before it finished"
     )
     assert env.ledger.attempts(run) == {"a": [1]}
+
+
+def test_under_the_charts_namespaced_rbac_the_resync_notices_a_job_deleted_while_watches_were_down(
+    cluster: Cluster,
+) -> None:
+    # The operator stays up; only its API server (a private one) goes, so its watches break
+    # and, on reconnecting, replay what exists but not the deletion. Only the periodic
+    # resync, which re-reads the run (`get` on workflowruns) and lists its Jobs, can notice.
+    if not local_apiserver_available():
+        pytest.skip("needs the local kwokctl cluster (hack/cluster-up.sh) to copy its API server")
+    with (
+        own_namespace("fault") as namespace,
+        private_apiserver(cluster.kubeconfig) as server,
+        operator_for(
+            server.kubeconfig,
+            [namespace],
+            ["--resync-seconds=2"],
+            identity=chart_identity("namespaced"),
+        ),
+    ):
+        apply(namespace, workflow("once", [{"name": "a", **sim(hang=True)}]))
+        run = create(namespace, run_of("once"))
+        wait_node(namespace, run, "a", "Running")
+        job = job_of(namespace, run, "a")
+        server.kill()
+        _delete_job(namespace, job)
+        kubectl("wait", "--for=delete", f"job/{job}", "-n", namespace, "--timeout=120s")
+        server.start()
+        # Some resync periods, and the shared cluster's latency. (No check that nothing was
+        # refused: a fresh API server refuses requests until its RBAC caches have synced.)
+        done = wait_phase(namespace, run, "Failed", timeout=90)
+        assert done["nodes"]["a"]["message"] == f"Job {job} was deleted before it finished"
 
 
 def test_a_pod_deleted_by_hand_does_not_leave_the_run_hanging(env: Env) -> None:

@@ -11,6 +11,7 @@ neither while both replicas are alive nor across the takeover.
 
 from __future__ import annotations
 
+from tests.support.chart_rbac import chart_identity
 from tests.support.cluster import Cluster, kubectl_json, wait_for
 from tests.support.faults import (
     JobLedger,
@@ -44,13 +45,20 @@ def test_the_standby_replica_finishes_every_run_when_the_active_one_is_killed(
 ) -> None:
     shapes = [chain_shape(step="1500ms"), fan_out_shape(), retries_shape()]
     peering = [f"--peering={PEERING}"]
+    # A peered operator on named namespaces: the chart's namespaced mode with replicas > 1,
+    # whose Roles grant kopf's KopfPeering.
+    identity = chart_identity("namespaced", {"replicas": 2})
     with own_namespace("fault") as namespace:
         ensure_kopf_peering(namespace, PEERING)
         with (
             JobLedger(namespace, cluster.kubeconfig) as ledger,
             RunHistory(namespace, cluster.kubeconfig) as history,
-            operator_for(cluster.kubeconfig, [namespace], [*peering, "--priority=2"]) as active,
-            operator_for(cluster.kubeconfig, [namespace], [*peering, "--priority=1"]) as standby,
+            operator_for(
+                cluster.kubeconfig, [namespace], [*peering, "--priority=2"], identity
+            ) as active,
+            operator_for(
+                cluster.kubeconfig, [namespace], [*peering, "--priority=1"], identity
+            ) as standby,
         ):
             # Both keep-alives are in the peering object: the standby knows of the active one.
             # (kdag logs kopf's messages from WARNING up, so "Pausing operations" is not seen.)

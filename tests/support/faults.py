@@ -7,8 +7,8 @@
   from a list (so nothing created after `__enter__` can be missed), keyed by uid. A
   duplicate is two Jobs (two uids) for one (run, node instance, attempt), whatever their
   names, so a Job created, deleted and created again under the same name counts too.
-- `operator_for`: a `kdag-operator` process scoped to given namespaces (SIGKILL and restart
-  it at will; its log is kept).
+- `operator_for`: a `kdag-operator` process scoped to given namespaces, as the chart's
+  ServiceAccount (SIGKILL and restart it at will; its log is kept).
 - `PrivateApiServer`: a second kube-apiserver on the shared cluster's etcd, on a port of its
   own, that an operator talks to and a test kills and restarts without disturbing anyone else
   on the shared cluster.
@@ -38,6 +38,7 @@ import kubernetes
 import yaml
 
 from kdag.engine.names import run_label
+from tests.support.chart_rbac import ChartIdentity, chart_identity
 from tests.support.cluster import (
     REPO_ROOT,
     KubectlError,
@@ -299,11 +300,23 @@ class JobLedger(NamespaceWatch):
 
 @contextmanager
 def operator_for(
-    kubeconfig: Path, namespaces: Sequence[str], extra_args: Sequence[str] = ()
+    kubeconfig: Path,
+    namespaces: Sequence[str],
+    extra_args: Sequence[str] = (),
+    identity: ChartIdentity | None = None,
 ) -> Iterator[ScopedOperator]:
-    """A `kdag-operator` serving only `namespaces`; stopped (or found dead) afterwards."""
+    """A `kdag-operator` serving only `namespaces`; stopped (or found dead) afterwards.
+
+    It talks to the API server of `kubeconfig` (the cluster's, or a test's private one) as
+    the chart's ServiceAccount: `identity`, or the session's one (tests/support/chart_rbac.py),
+    which is first granted the namespaces in namespaced mode.
+    """
+    identity = identity or chart_identity()
+    identity.grant(*namespaces)
     debug = ["--verbose"] if os.environ.get("KDAG_OPERATOR_VERBOSE") == "1" else []
-    operator = ScopedOperator(kubeconfig, namespaces, [*extra_args, *debug])
+    operator = ScopedOperator(
+        identity.kubeconfig_for(kubeconfig), namespaces, [*extra_args, *debug]
+    )
     operator.start()
     try:
         yield operator

@@ -1,14 +1,23 @@
 """The kdag operator as the integration tests run it, and helpers to drive runs like a user.
 
-One operator process serves the whole test session (the `kdag-operator` console script,
-against the test cluster's kubeconfig); the first test that asks for it applies the CRDs from
-`crds/` and starts it, and it is stopped when the session's process exits. A test that kills
-it (to test resuming) starts it again with `start()`.
+One operator process serves the whole test session (the `kdag-operator` console script); the
+first test that asks for it applies the CRDs from `crds/` and starts it, and it is stopped
+when the session's process exits. A test that kills it (to test resuming) starts it again
+with `start()`.
+
+It runs as the chart's ServiceAccount with exactly the chart's RBAC, never as the admin
+(tests/support/chart_rbac.py), in the session's RBAC mode (`KDAG_IT_RBAC_MODE`):
+
+- `cluster` (default): the chart's ClusterRole; the operator serves every namespace of this
+  session through one glob, `--namespace 'kdag-run-<session>-*'`.
+- `namespaced`: the chart's Role in each test namespace, granted when the namespace is made;
+  the operator is restarted with the namespaces it serves as exact `--namespace` flags, as
+  `helm upgrade` with a new `watchNamespaces` restarts the chart's Deployment.
 
 The cluster is shared (other sessions may run tests, and operators, at the same time), so
 the operator serves only this session's namespaces: `operator_namespace()` makes them under
-a prefix unique to the process (`kdag-run-<session>-<test>`), and the operator is started
-with `--namespace 'kdag-run-<session>-*'`. Two operators on one run would both reconcile it.
+a prefix unique to the process (`kdag-run-<session>-<test>`). Two operators on one run would
+both reconcile it.
 
 Runs and Workflows are written as manifests and handed to `kubectl apply/create`, as a user
 would; the helpers below only read state back (`kubectl get`).
@@ -19,6 +28,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,12 +37,13 @@ import tempfile
 import threading
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from kdag.engine.names import run_label
+from tests.support.chart_rbac import chart_identity, rbac_mode
 from tests.support.cluster import (
     REPO_ROOT,
     Cluster,
@@ -51,6 +62,12 @@ TERMINAL = ("Succeeded", "Failed", "Cancelled", "TimedOut", "Invalid")
 # saturates the shared cluster's Job controller. Waits end as soon as the state is reached.
 WAIT_SECONDS = 240
 NAMESPACE_PREFIX = f"kdag-run-{uuid.uuid4().hex[:6]}-"
+# How the RBAC authorizer words a refusal (`User "..." cannot get resource "..."`), and the
+# OwnerReferencesPermissionEnforcement plugin; kopf's words when it falls back for lack of a
+# permission.
+RBAC_DENIAL = re.compile(
+    r'User "[^"]+" cannot \w+ resource|cannot set blockOwnerDeletion|Not enough permissions'
+)
 
 
 def _free_port() -> int:
@@ -63,9 +80,15 @@ def _free_port() -> int:
 class OperatorProcess:
     """`kdag-operator` running as a subprocess; its log is kept in a file for debugging."""
 
-    def __init__(self, kubeconfig: Path, *extra_args: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespaces: Sequence[str] = (f"{NAMESPACE_PREFIX}*",),
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.kubeconfig = kubeconfig
-        self.extra_args = extra_args
+        self.namespaces = tuple(namespaces)
+        self.extra_args = tuple(extra_args)
         self.log_path = Path(tempfile.gettempdir()) / f"kdag-it-operator-{os.getpid()}.log"
         self.metrics_port = _free_port()
         self.liveness_port = _free_port()
@@ -78,8 +101,7 @@ class OperatorProcess:
         self._proc = subprocess.Popen(
             [
                 str(OPERATOR),
-                "--namespace",
-                f"{NAMESPACE_PREFIX}*",
+                *(f"--namespace={ns}" for ns in self.namespaces),
                 "--metrics-port",
                 str(self.metrics_port),
                 "--liveness",
@@ -124,6 +146,18 @@ class OperatorProcess:
         self.kill()
         self.start()
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def serve(self, namespaces: Sequence[str]) -> None:
+        """Serve exactly `namespaces`: restarted (SIGTERM, as a rollout) when they change."""
+        if tuple(namespaces) == self.namespaces and self.running:
+            return
+        self.stop()
+        self.namespaces = tuple(namespaces)
+        self.start()
+
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
@@ -134,6 +168,23 @@ class OperatorProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def rbac_denials(self, since: int = 0) -> list[str]:
+        """Log lines (from byte `since`) where the API server's RBAC refused a request: the
+        operator logs some refusals and carries on, which no run's outcome would show."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(since)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if RBAC_DENIAL.search(line)]
 
     def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -154,13 +205,19 @@ def apply_crds() -> None:
 
 
 def ensure_operator(cluster: Cluster) -> OperatorProcess:
-    """The session's operator, started (with the CRDs applied) on first use."""
+    """The session's operator (with the CRDs applied), made on first use.
+
+    In cluster mode it is started at once. In namespaced mode it has nothing to serve yet:
+    `operator_namespace()` starts it, with the test's namespace.
+    """
     if "operator" not in _session:
         apply_crds()
-        started = OperatorProcess(cluster.kubeconfig)
-        started.start()
-        atexit.register(started.stop)
-        _session["operator"] = started
+        identity = chart_identity()
+        made = OperatorProcess(identity.kubeconfig_for(cluster.kubeconfig))
+        if rbac_mode() == "cluster":
+            made.start()
+        atexit.register(made.stop)
+        _session["operator"] = made
     return _session["operator"]
 
 
@@ -170,8 +227,26 @@ def operator_namespace(cluster: Cluster) -> Iterator[str]:
     Integration tests get one as their `namespace` fixture by marking their module
     `pytestmark = pytest.mark.operator` (tests/integration/conftest.py).
     """
-    ensure_operator(cluster)
-    yield from fresh_namespace(NAMESPACE_PREFIX)
+    operator = ensure_operator(cluster)
+    namespaced = rbac_mode() == "namespaced"
+    for name in fresh_namespace(NAMESPACE_PREFIX):
+        if namespaced:
+            # The Role first: a watch kopf starts in a namespace it may not read fails for
+            # good, so the operator is only told of the namespace once it may.
+            chart_identity().grant(name)
+            operator.stop()
+        # From here on the log is this test's, the operator's start-up included.
+        since = operator.log_size()
+        if namespaced:
+            operator.serve([name])
+        yield name
+        denials = operator.rbac_denials(since)
+        if namespaced:
+            # While the operator may still remove kopf's finalizer from scheduled Workflows:
+            # deleting the namespace deletes the Role too, and the namespace would then wait
+            # for ever on a finalizer nobody may remove.
+            kubectl("delete", "workflows", "--all", "-n", name, "--timeout=60s")
+        assert not denials, "the chart's RBAC refused the operator:\n" + "\n".join(denials)
 
 
 # --------------------------------------------------------------------- manifests

@@ -8,8 +8,6 @@ operator of the run tests; this one is per test and never cluster-wide.)
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import re
 import subprocess
@@ -18,42 +16,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
-from tests.support.cluster import kubectl, wait_for
+from tests.support.chart_rbac import service_account_kubeconfig
+from tests.support.cluster import wait_for
 from tests.support.operator import OPERATOR, OperatorProcess
 
-
-def service_account_kubeconfig(
-    admin_kubeconfig: Path, namespace: str, service_account: str, path: Path
-) -> Path:
-    """Write a kubeconfig that authenticates as `namespace/service_account` (a bound token).
-
-    Same API server and CA as `admin_kubeconfig`; only the credentials differ.
-    """
-    token = kubectl(
-        "create", "token", service_account, "-n", namespace, "--duration=2h",
-        kubeconfig=admin_kubeconfig,
-    ).strip()  # fmt: skip
-    view = json.loads(
-        kubectl("config", "view", "--raw", "--minify", "-o", "json", kubeconfig=admin_kubeconfig)
-    )
-    cluster = dict(view["clusters"][0]["cluster"])
-    ca = cluster.pop("certificate-authority", None)
-    if ca:  # inline it, so the kubeconfig works from any directory
-        cluster["certificate-authority-data"] = base64.b64encode(Path(ca).read_bytes()).decode()
-    user = f"system:serviceaccount:{namespace}:{service_account}"
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "cluster", "user": user}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+__all__ = ["ScopedOperator", "scoped_operator", "service_account_kubeconfig"]
 
 
 class ScopedOperator(OperatorProcess):

@@ -28,6 +28,9 @@ import celpy
 import pytest
 import yaml
 
+from kdag.api import WorkflowSpec
+from kdag.engine.defaults import effective_node
+from kdag.engine.jobs import build_job
 from kdag.operator.metrics import Metrics
 from tests.support.cluster import REPO_ROOT, bin_dir
 
@@ -118,7 +121,9 @@ def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 # What the operator does in a namespace it serves: exactly this, nothing more.
 NAMESPACED_RULES = {
-    ("kdag.dev", "workflowruns"): {"list", "watch", "create", "patch", "delete"},
+    ("kdag.dev", "workflowruns"): {"get", "list", "watch", "create", "patch", "delete"},
+    # Jobs' owner references set blockOwnerDeletion (OwnerReferencesPermissionEnforcement).
+    ("kdag.dev", "workflowruns/finalizers"): {"update"},
     ("kdag.dev", "workflowruns/status"): {"patch"},
     ("kdag.dev", "workflows"): {"get", "list", "watch", "patch"},
     ("kdag.dev", "workflows/status"): {"patch"},
@@ -365,6 +370,30 @@ def test_namespaced_rbac_has_a_role_in_each_namespace_and_nothing_cluster_wide()
     args = container(docs)["args"]
     assert args[:2] == ["--namespace=team-a", "--namespace=team-b"]
     assert "--all-namespaces" not in args
+
+
+def test_the_operator_may_set_block_owner_deletion_on_the_jobs_it_makes() -> None:
+    # OwnerReferencesPermissionEnforcement (OpenShift) refuses an object whose
+    # blockOwnerDeletion owner the creator may not update the finalizers of.
+    spec = WorkflowSpec.model_validate({"defaults": {"image": "busybox"}, "nodes": [{"name": "a"}]})
+    node = effective_node(spec, spec.nodes[0])
+    job = build_job(
+        run_name="r", run_namespace="ns", run_uid="u", workflow_name="w", instance="a",
+        attempt=1, node=node, command=None, args=None, env=[],
+    )  # fmt: skip
+    blocking = [o for o in job["metadata"]["ownerReferences"] if o.get("blockOwnerDeletion")]
+    assert blocking, "no blocking owner reference: then this rule could go"
+    for values in ({}, {"watchNamespaces": ["team-a"]}):
+        for role in operator_roles(render(values)):
+            if role["metadata"]["name"] != "kdag":
+                continue
+            rules = rules_of(role)
+            for owner in blocking:
+                group = owner["apiVersion"].split("/")[0]
+                assert owner["kind"] == "WorkflowRun"
+                assert "update" in rules.get((group, "workflowruns/finalizers"), set()), values
+            # ...and the Jobs themselves: the plugin also asks whether it may delete them.
+            assert "delete" in rules[("batch", "jobs")]
 
 
 def test_aggregated_user_roles_extend_view_and_edit() -> None:

@@ -77,11 +77,18 @@ docs/operator.md ("RBAC"), whose rows docs/install.md repeats with the reasons.
 Never Secrets, ConfigMaps or any kind kdag does not manage.
 */}}
 {{- define "kdag.namespacedRules" -}}
-# Runs: kopf watches them; the operator removes consumed reject annotations on a rerun
+# Runs: kopf watches them; the periodic resync re-reads an active run (get) to catch what a
+# watch missed while it was down; the operator removes consumed reject annotations on a rerun
 # (patch), deletes finished runs after their TTL, and creates runs on a Workflow's schedule.
 - apiGroups: ["kdag.dev"]
   resources: ["workflowruns"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Each Job's owner reference to its run sets blockOwnerDeletion; where the
+# OwnerReferencesPermissionEnforcement admission plugin is on (OpenShift), only a creator that
+# may update the run's finalizers may set it, or the Job create is refused.
+- apiGroups: ["kdag.dev"]
+  resources: ["workflowruns/finalizers"]
+  verbs: ["update"]
 # The run's status is the operator's checkpoint; a Workflow's status shows its schedule.
 - apiGroups: ["kdag.dev"]
   resources: ["workflowruns/status", "workflows/status"]
