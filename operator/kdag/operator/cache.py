@@ -9,19 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kdag.engine.model import PODS_REFUSED_REASON, JobObservation, JobState, Observed
+from kdag.operator.objects import RunKey, is_newer, resource_version, run_key, utcnow
 from kdag.operator.observe import ObservedJob, PodResult, observe_job, with_pod_result
 
-RunKey = tuple[str, str]
-"""(namespace, name) of a WorkflowRun."""
-
-
-def run_key(body: Mapping[str, Any]) -> RunKey:
-    meta = body.get("metadata") or {}
-    return str(meta.get("namespace", "")), str(meta.get("name", ""))
+# is_newer is re-exported while workflows.py still imports it from here.
+__all__ = ["Cache", "RunJobs", "is_newer", "user_inputs"]
 
 
 def user_inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -36,18 +32,6 @@ def user_inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def is_newer(candidate: str, current: str) -> bool:
-    """Whether resourceVersion `candidate` is at least as new as `current`.
-
-    resourceVersions are opaque by contract but integers in practice (etcd revisions);
-    when either is not, the later arrival wins.
-    """
-    try:
-        return int(candidate) >= int(current)
-    except ValueError:
-        return True
-
-
 @dataclass
 class RunJobs:
     """The Jobs of one run, by Job name, and whether they were listed from the API."""
@@ -56,12 +40,8 @@ class RunJobs:
     primed: bool = False
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class Cache:
-    def __init__(self, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
         # Stamps when a Job was first seen in its state: a dependency is done when the
         # operator learns it, which is where scheduling latency starts (SPEC §8).
         self._clock = clock
@@ -92,9 +72,7 @@ class Cache:
         """Store the run unless the cached one is newer; True when stored."""
         key = run_key(body)
         current = self._runs.get(key)
-        if current is not None and not is_newer(
-            _resource_version(body), _resource_version(current)
-        ):
+        if current is not None and not is_newer(resource_version(body), resource_version(current)):
             return False
         self._runs[key] = body
         return True
@@ -289,7 +267,3 @@ class Cache:
             "jobs": sum(len(r.jobs) for r in self._jobs.values()),
             "pod_results": len(self._pods),
         }
-
-
-def _resource_version(body: Mapping[str, Any]) -> str:
-    return str((body.get("metadata") or {}).get("resourceVersion", ""))

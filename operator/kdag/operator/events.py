@@ -15,7 +15,7 @@ import logging
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from kdag.api import API_VERSION
@@ -23,6 +23,7 @@ from kdag.engine.model import EmitEvent
 from kdag.engine.timeutil import to_iso_precise
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
+from kdag.operator.objects import resource_version, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def event_body(
             "name": name,
             "namespace": namespace,
             "uid": meta.get("uid", ""),
-            "resourceVersion": meta.get("resourceVersion", ""),
+            "resourceVersion": resource_version(run),
         },
         "type": event.type,
         "reason": event.reason,
@@ -140,10 +141,6 @@ class EventCorrelator:
         self._buckets = {u: b for u, b in self._buckets.items() if b.at >= cutoff}
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class EventPoster:
     """Posts Events from a bounded queue with a few workers."""
 
@@ -152,7 +149,7 @@ class EventPoster:
         kube: KubeApi,
         metrics: Metrics,
         workers: int = 2,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._kube = kube
         self._metrics = metrics

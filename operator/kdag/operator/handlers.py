@@ -14,11 +14,10 @@ import kopf
 
 from kdag.engine.model import JobState
 from kdag.operator.app import Operator
-from kdag.operator.cache import run_key, user_inputs
+from kdag.operator.cache import user_inputs
 from kdag.operator.config import JOBS_RESOURCE, PODS_RESOURCE, RUNS_RESOURCE
+from kdag.operator.objects import DELETED, run_key
 from kdag.operator.observe import pod_job_name, pod_result, run_of
-
-DELETED = "DELETED"
 
 
 def _app(memo: kopf.Memo) -> Operator:

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 from kdag.engine.model import ServiceAccountRef
 from kdag.engine.validation import runs_as
+from kdag.operator.backoff import Backoff
 from kdag.operator.kube import KubeClient, KubeError
 
 logger = logging.getLogger(__name__)
 
-RETRY_BASE_SECONDS = 0.5
-RETRY_MAX_SECONDS = 30.0
+ASKING_BACKOFF = Backoff(base_seconds=0.5, max_seconds=30.0)
 
 
 class IdentityError(Exception):
@@ -57,7 +57,7 @@ async def own_service_account(
                     "create one through the system:basic-user ClusterRole"
                 ) from exc
             failures += 1
-            delay = min(RETRY_BASE_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS)
+            delay = ASKING_BACKOFF.delay(failures)
             logger.warning(
                 "asking the API server who the operator is failed (retry in %.1fs): %s",
                 delay,

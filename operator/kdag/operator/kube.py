@@ -20,6 +20,7 @@ import kubernetes
 import urllib3
 
 from kdag.api import GROUP, RUNS, VERSION, WORKFLOWS
+from kdag.operator.objects import resource_version
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ class KubeClient:
             items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
             # Every page of a paginated list is read at the first page's resourceVersion.
-            version = version or str(meta.get("resourceVersion", ""))
+            version = version or resource_version(page)
             token = meta.get("continue") or ""
             if not token:
                 return Listing(items, version)

@@ -1,155 +1,65 @@
-"""The per-run work queue: plan a run with the pure planner, then apply what it asked for.
+"""One pass for a run: plan it with the pure planner, then apply what it asked for.
 
-One reconcile per run at a time; events for a run that is being reconciled are merged into
-one more pass afterwards, so a burst of Job events costs one plan, not one each. Applying
-goes Jobs first, then the answers a rerun clears, then the status patch, then Events: if
-anything fails before the status is written, the next pass plans from the old status again
-and the planner, finding the Jobs already there, asks for nothing twice. Failed passes are
-retried with backoff; nothing waits on a polling interval: timers fire at the planner's next
-due time (retry backoff, approval timeout, run timeout) and at the run's TTL.
+Runs go through a keyed work queue (`workqueue.py`): one reconcile per run at a time;
+events for a run that is being reconciled are merged into one more pass afterwards, so a
+burst of Job events costs one plan, not one each. Applying goes Jobs first, then the
+answers a rerun clears, then the status patch, then Events: if anything fails before the
+status is written, the next pass plans from the old status again and the planner, finding
+the Jobs already there, asks for nothing twice. Failed passes are
+retried with backoff; nothing waits on a polling interval: a pass returns when the run is
+due again (the planner's next due time: retry backoff, approval timeout, run timeout; or its
+TTL), and the queue's timer fires then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from kdag.api import NodePhase, RunPhase, WorkflowRunStatus, WorkflowSpec
-from kdag.engine import names
+from kdag.api import WorkflowSpec
 from kdag.engine.model import (
-    ANNOTATION_READY_AT,
     DEFAULT_OUTPUT_BUDGET,
-    LABEL_RUN,
-    Action,
     CreateJob,
-    DeleteJob,
     EmitEvent,
-    JobObservation,
     JobRetentionPolicy,
-    JobState,
-    Observed,
-    PlanResult,
     RemoveAnnotations,
     ServiceAccountRef,
 )
-from kdag.engine.planner import plan, recorded_jobs_to_delete, retention_policy
-from kdag.engine.run_summary import run_conditions
-from kdag.engine.timeutil import parse_iso, to_iso
-from kdag.operator.cache import Cache, RunKey, user_inputs
+from kdag.operator.backoff import Backoff
+from kdag.operator.cache import Cache, user_inputs
+from kdag.operator.cache_completion import CacheCompleter
+from kdag.operator.decision import Decision, decide, next_due
 from kdag.operator.events import EventSink
+from kdag.operator.finished_runs import FinishedRuns
+from kdag.operator.job_actions import JobActions
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
-from kdag.operator.observe import POD_JOB_LABEL, ObservedJob, pod_job_name, pod_result
+from kdag.operator.objects import RunKey, resource_version, utcnow
+from kdag.operator.oversized_status import OversizedStatus, is_too_large
+from kdag.operator.resync import Resync
 from kdag.operator.runs import (
     ParsedRun,
     is_settled,
     parse_run,
-    run_context,
     workflow_from_object,
 )
-from kdag.operator.status_patch import merge_patch
+from kdag.operator.transitions import record_transitions
+from kdag.operator.workqueue import Result, WorkQueue
+
+# decide is re-exported for the benchmarks (bench/plan_profile.py), which import it here.
+__all__ = ["Decision", "Reconciler", "decide"]
 
 logger = logging.getLogger(__name__)
 
-RETRY_BASE_SECONDS = 0.5
-RETRY_MAX_SECONDS = 60.0
-# Timers fire a little late rather than early: the planner compares whole-second timestamps.
-TIMER_SLACK_SECONDS = 0.05
-CREATE_FAILED_REASON = "CreateFailed"
-STATUS_TOO_LARGE = "StatusTooLarge"
+RETRY_BACKOFF = Backoff(base_seconds=0.5, max_seconds=60.0)
 
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What one planning pass decided, with the minimal status patch to record it."""
-
-    run: ParsedRun
-    result: PlanResult
-    status_patch: dict[str, Any]
-
-
-def decide(
-    body: Mapping[str, Any],
-    run: ParsedRun,
-    observed: Observed,
-    workflow: WorkflowSpec | None,
-    workflow_problem: str | None,
-    now: datetime,
-    max_nodes: int,
-    operator_account: ServiceAccountRef | None = None,
-    job_retention_policy: JobRetentionPolicy = "Retain",
-    output_budget: int = DEFAULT_OUTPUT_BUDGET,
-) -> Decision:
-    """Plan the run and diff the new status against the stored one (pure; runs in a thread)."""
-    ctx = run_context(
-        run,
-        workflow=workflow,
-        workflow_problem=workflow_problem,
-        max_nodes=max_nodes,
-        operator_account=operator_account,
-        job_retention_policy=job_retention_policy,
-        output_budget=output_budget,
-    )
-    result = plan(ctx, run.status, observed, now)
-    patch = merge_patch(body.get("status") or {}, result.status.to_wire())
-    return Decision(run=run, result=result, status_patch=patch)
-
-
-def ttl_due(status: Mapping[str, Any]) -> datetime | None:
-    """When a finished run is to be deleted (workflow snapshot's ttlSecondsAfterFinished)."""
-    try:
-        phase = RunPhase(str(status.get("phase")))
-    except ValueError:
-        return None
-    ttl = (status.get("workflow") or {}).get("ttlSecondsAfterFinished")
-    finished = status.get("finishedAt")
-    if not phase.terminal or not isinstance(ttl, int) or not isinstance(finished, str):
-        return None
-    try:
-        return parse_iso(finished) + timedelta(seconds=ttl)
-    except ValueError:
-        return None
-
-
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    try:
-        return (parse_iso(end) - parse_iso(start)).total_seconds()
-    except ValueError:
-        return None
-
-
-def _resource_version(body: Mapping[str, Any]) -> str:
-    return str((body.get("metadata") or {}).get("resourceVersion", ""))
-
-
-def _is_refused_for_now(exc: KubeError) -> bool:
-    # A ResourceQuota that is full frees up as other Jobs finish or are deleted: the node
-    # waits Queued, it does not fail.
-    return exc.status == 403 and "exceeded quota" in exc.body
-
-
-def _is_too_large(exc: KubeError) -> bool:
-    """The API server (or etcd behind it) will never store this object: retrying the same
-    write cannot succeed."""
-    text = exc.body.lower()
-    return exc.status == 413 or (
-        exc.status in (422, 500) and ("too large" in text or "too long" in text)
-    )
 
 
 class Reconciler:
@@ -177,8 +87,6 @@ class Reconciler:
         self._job_retention_policy: JobRetentionPolicy = job_retention_policy
         self._output_budget = output_budget
         self._operator_account = operator_account  # no run's pods may use it
-        self._worker_count = workers
-        self._resync_seconds = resync_seconds
         self._clock = clock
         # One planning thread: planning is CPU-bound (the GIL serialises it anyway), and
         # keeping it off the event loop keeps watches and API answers flowing meanwhile.
@@ -187,62 +95,61 @@ class Reconciler:
             if plan_in_thread
             else None
         )
-        self._queue: asyncio.Queue[RunKey] = asyncio.Queue()
-        self._queued: set[RunKey] = set()
-        self._busy: set[RunKey] = set()
-        self._dirty: set[RunKey] = set()
-        self._cooldowns: dict[RunKey, asyncio.TimerHandle] = {}
-        self._last_write: dict[RunKey, float] = {}
-        self._timers: dict[RunKey, tuple[datetime, asyncio.TimerHandle]] = {}
-        self._failures: dict[RunKey, int] = {}
+        self._queue: WorkQueue[RunKey] = WorkQueue(
+            self._timed_reconcile,
+            on_failure=self._pass_failed,
+            clock=clock,
+            backoff=RETRY_BACKOFF,
+            workers=workers,
+            name="kdag-reconciler",
+        )
+        self._resync = Resync(
+            kube,
+            cache,
+            enqueue=self.enqueue,
+            forget=self.forget,
+            period_seconds=resync_seconds,
+        )
+        self._jobs = JobActions(kube, cache, metrics, clock)
+        self._completer = CacheCompleter(kube, cache)
+        self._finished = FinishedRuns(kube, cache, self._jobs, clock, job_retention_policy)
+        self._oversized = OversizedStatus(kube, cache, self._jobs, events)
         # Runs whose last pass failed: a write whose answer was lost may have landed, so the
         # cached run may be behind the server; the next pass reads it first.
         self._unsure: set[RunKey] = set()
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._paused = False
 
     # ------------------------------------------------------------ queue
 
     def enqueue(self, key: RunKey) -> None:
         """Reconcile the run soon; merged with any pass already waiting or running."""
-        if self._paused:
-            return  # another replica acts; resuming plans every run afresh
-        if key in self._busy or key in self._cooldowns:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+        self._queue.add(key)  # dropped while paused: resuming plans every run afresh
 
     def forget(self, key: RunKey) -> None:
         """The run is gone: drop its timers and bookkeeping."""
-        self._cancel_timer(key)
-        self._cancel_cooldown(key)
-        self._failures.pop(key, None)
+        self._queue.forget(key)
         self._unsure.discard(key)
         self._parsed.pop(key, None)
-        self._dirty.discard(key)
         self._metrics.forget_run(key)
 
     def due_at(self, key: RunKey) -> datetime | None:
         """When the run's timer fires next (for tests and debugging)."""
-        timer = self._timers.get(key)
-        return timer[0] if timer else None
+        return self._queue.due_at(key)
 
     @property
     def idle(self) -> bool:
-        return not self._queued and not self._busy and not self._cooldowns
+        return self._queue.idle
+
+    @property
+    def queue(self) -> WorkQueue[RunKey]:
+        return self._queue
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._work(), name=f"kdag-reconciler-{i}")
-            for i in range(self._worker_count)
-        ]
-        if self._resync_seconds > 0:
-            self._tasks.append(asyncio.create_task(self._resync_forever(), name="kdag-resync"))
+        self._queue.start()
+        self._resync.start()
 
     async def stop(self) -> None:
-        await self._halt()
+        await self._halt(self._queue.stop)
         if self._planner is not None:
             self._planner.shutdown(wait=False, cancel_futures=True)
 
@@ -250,170 +157,123 @@ class Reconciler:
         """Another replica took over (kopf peering): stop every worker, timer and resync,
         and forget the cache, which no watch keeps current while paused. A pass cut off
         mid-way is like one cut off by a crash: the active replica plans it again."""
-        if self._paused:
+        if self._queue.paused:
             return
-        self._paused = True
-        await self._halt()
+        await self._halt(self._queue.pause)
         for key in self._cache.run_keys():
             self._metrics.forget_run(key)
-        self._queue = asyncio.Queue()
-        self._queued.clear()
-        self._busy.clear()
-        self._dirty.clear()
-        self._failures.clear()
         self._unsure.clear()
         self._parsed.clear()
-        self._last_write.clear()
         self._cache.clear()
 
     def resume(self) -> None:
         """Act again. Every run is planned afresh from what the watches list anew, and a
         run's Jobs are listed before it is planned (the cache starts empty)."""
-        if not self._paused:
+        if not self._queue.paused:
             return
-        self._paused = False
-        self.start()
+        self._queue.resume()
+        self._resync.start()
         for key in self._cache.run_keys():
             self.enqueue(key)
 
-    async def _halt(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for key in list(self._timers):
-            self._cancel_timer(key)
-        for key in list(self._cooldowns):
-            self._cancel_cooldown(key)
+    async def _halt(self, halt_queue: Callable[[], Awaitable[None]]) -> None:
+        # The resync is cancelled before the queue yields, so it cannot act in between.
+        resync = self._resync.cancel()
+        await halt_queue()
+        if resync is not None:
+            await asyncio.gather(resync, return_exceptions=True)
 
-    async def _work(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            self._busy.add(key)
-            self._last_write.pop(key, None)  # set again by this pass if it writes
-            try:
-                await self.reconcile_safely(key)
-            finally:
-                self._busy.discard(key)
-                pause = self._last_write.pop(key, 0.0)
-                if pause > 0:
-                    self._cooldowns[key] = asyncio.get_running_loop().call_later(
-                        pause, self._cooled_down, key
-                    )
-                elif key in self._dirty:
-                    self._dirty.discard(key)
-                    self.enqueue(key)
+    # The queue's state under the names the unit tests drive it by.
 
-    def _cooled_down(self, key: RunKey) -> None:
-        """A run's pause after its status write is over: plan what arrived meanwhile."""
-        self._cooldowns.pop(key, None)
-        if key in self._dirty:
-            self._dirty.discard(key)
-            self.enqueue(key)
+    @property
+    def _queued(self) -> set[RunKey]:
+        return self._queue._queued
 
-    async def _resync_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._resync_seconds)  # a period, not a wait for a condition
-            for key in self._cache.run_keys():
-                try:
-                    await self.resync(key)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    logger.warning(
-                        "resync of %s/%s failed: %s", *key, exc, extra={"run": "/".join(key)}
-                    )
+    @property
+    def _busy(self) -> set[RunKey]:
+        return self._queue._busy
+
+    @property
+    def _dirty(self) -> set[RunKey]:
+        return self._queue._dirty
+
+    @property
+    def _cooldowns(self) -> dict[RunKey, asyncio.TimerHandle]:
+        return self._queue._cooldowns
+
+    @property
+    def _timers(self) -> dict[RunKey, tuple[datetime, asyncio.TimerHandle]]:
+        return self._queue._timers
+
+    @property
+    def _tasks(self) -> list[asyncio.Task[None]]:
+        resync = self._resync.task
+        return self._queue.tasks + ([resync] if resync is not None else [])
+
+    def _fire(self, key: RunKey) -> None:
+        self._queue._fire(key)
+
+    def _cancel_timer(self, key: RunKey) -> None:
+        self._queue.cancel_timer(key)
 
     async def resync(self, key: RunKey) -> None:
-        """Re-read an active run and its Jobs: a watch that restarts replays what exists but
-        not what was deleted while it was down, which would leave a node waiting on a Job
-        that is gone, or a deleted run in the cache."""
-        body = self._cache.run(key)
-        if body is None or is_settled(body):
-            return
-        found = await self._kube.get_run(*key)
-        if found is None:
-            logger.info("run %s/%s is gone (deleted while unwatched)", *key)
-            self._cache.remove_run(key)
-            self.forget(key)
-            return
-        self._cache.put_run(found)
-        if self._cache.is_primed(key):
-            listing = await self._kube.list_jobs(key[0], f"{LABEL_RUN}={names.run_label(key[1])}")
-            gone = self._cache.resync_jobs(key, listing.items, listing.resource_version)
-            if gone:
-                logger.info(
-                    "Jobs %s of %s/%s were deleted while unwatched",
-                    ", ".join(gone),
-                    *key,
-                    extra={"run": "/".join(key)},
-                )
-        self.enqueue(key)
+        """Re-read an active run and its Jobs (see `resync.py`)."""
+        await self._resync.run(key)
 
-    async def reconcile_safely(self, key: RunKey) -> None:
+    async def reconcile_safely(self, key: RunKey) -> Result:
         """One pass; a failure is logged, counted and retried with backoff, never raised."""
+        return await self._queue.run_once(key)
+
+    async def _timed_reconcile(self, key: RunKey) -> Result:
         started = time.perf_counter()
         try:
-            await self.reconcile(key)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
-            self._unsure.add(key)
-            delay = min(RETRY_BASE_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS)
-            self._metrics.reconcile_errors.inc()
-            extra = {"run": f"{key[0]}/{key[1]}"}
-            if isinstance(exc, KubeError):
-                logger.warning(
-                    "reconcile of %s/%s failed (retry %d in %.1fs): %s",
-                    *key,
-                    failures,
-                    delay,
-                    exc,
-                    extra=extra,
-                )
-            else:
-                logger.exception(
-                    "reconcile of %s/%s failed (retry %d in %.1fs)",
-                    *key,
-                    failures,
-                    delay,
-                    extra=extra,
-                )
-            self._schedule(key, self._clock() + timedelta(seconds=delay))
-        else:
-            self._failures.pop(key, None)
+            return await self.reconcile(key)
         finally:
             self._metrics.reconcile_duration.observe(time.perf_counter() - started)
 
+    def _pass_failed(self, key: RunKey, exc: Exception, failures: int, delay: float) -> None:
+        self._unsure.add(key)
+        self._metrics.reconcile_errors.inc()
+        extra = {"run": f"{key[0]}/{key[1]}"}
+        if isinstance(exc, KubeError):
+            logger.warning(
+                "reconcile of %s/%s failed (retry %d in %.1fs): %s",
+                *key,
+                failures,
+                delay,
+                exc,
+                extra=extra,
+            )
+        else:
+            logger.error(
+                "reconcile of %s/%s failed (retry %d in %.1fs)",
+                *key,
+                failures,
+                delay,
+                exc_info=exc,
+                extra=extra,
+            )
+
     # ------------------------------------------------------------ one pass
 
-    async def reconcile(self, key: RunKey) -> None:
+    async def reconcile(self, key: RunKey) -> Result:
+        """One pass: plan the run and apply what the plan asks; the Result carries when the
+        run is due again (the plan's next due time or its TTL) and how long it rests."""
         if key in self._unsure:
             await self._reread_run(key)
         body = self._cache.run(key)
         if body is None:
             self.forget(key)
-            return
+            return Result()
         if (body.get("metadata") or {}).get("deletionTimestamp"):
-            self._cancel_timer(key)  # being deleted: start nothing
-            return
+            return Result()  # being deleted: start nothing
         if is_settled(body):
-            await self._settled(key, body)
-            return
+            return await self._settled(key, body)
         run = self._parse(key, body)
-        if not self._cache.is_primed(key):
-            if run.started:
-                await self._prime(key, run)
-            else:
-                # Nothing is Running yet, so nothing can be misjudged as deleted: a Job left
-                # by a pass that crashed before the first status write is adopted on
-                # AlreadyExists. Saves two LISTs per new run when many start at once.
-                self._cache.mark_primed(key)
+        # Only a run not started reads its Workflow, and only a started one lists its Jobs
+        # and pods: the order of API calls is the same either way round.
         workflow, workflow_problem = await self._resolve_workflow(run)
-        await self._fill_pod_results(key, run)
+        await self._completer.complete(key, run)
         now = self._clock()
         began = time.perf_counter()
 
@@ -436,8 +296,8 @@ class Reconciler:
 
         decision = await planning({})
         planned = time.perf_counter()
-        decision = await self._apply_jobs(key, decision, planning)
-        await self._apply(key, body, decision, now)
+        decision = await self._jobs.apply_plan(key, decision, planning)
+        result = await self._apply(key, body, decision, now)
         self._follow_user_writes(key, body)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -445,6 +305,7 @@ class Reconciler:
                 (planned - began) * 1000, len(decision.result.actions),
                 (time.perf_counter() - planned) * 1000, extra={"run": f"{key[0]}/{key[1]}"},
             )  # fmt: skip
+        return result
 
     async def _reread_run(self, key: RunKey) -> None:
         """After a failed pass, read the run from the API: planning from a status older than
@@ -474,7 +335,7 @@ class Reconciler:
         Parsing a 5,000-node status costs tens of milliseconds, and after our own status
         write we already hold its parsed form.
         """
-        version = _resource_version(body)
+        version = resource_version(body)
         remembered = self._parsed.get(key)
         if remembered is not None and version and remembered[0] == version:
             return remembered[1]
@@ -487,61 +348,14 @@ class Reconciler:
             return compute()
         return await asyncio.get_running_loop().run_in_executor(self._planner, compute)
 
-    async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
+    async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> Result:
         """A finished run: only its TTL matters."""
         self._metrics.track_run(key, None, 0)
-        await self._clean_up_settled(key, body)
+        if self._cache.job_names(key):
+            await self._finished.clean_up(key, self._parse(key, body))
         self._cache.evict_jobs(key)
         self._parsed.pop(key, None)
-        status = body.get("status") or {}
-        due = ttl_due(status)
-        if due is None:
-            self._cancel_timer(key)
-            return
-        if due > self._clock():
-            self._schedule(key, due)
-            return
-        meta = body.get("metadata") or {}
-        logger.info(
-            "deleting finished run %s/%s: ttlSecondsAfterFinished passed",
-            *key,
-            extra={"run": f"{key[0]}/{key[1]}"},
-        )
-        await self._kube.delete_run(key[0], key[1], str(meta.get("uid", "")))
-        self._cancel_timer(key)
-
-    async def _clean_up_settled(self, key: RunKey, body: Mapping[str, Any]) -> None:
-        """The Jobs whose results the run's last pass recorded, which its retention policy
-        deletes: no plan runs for a finished run, so they are deleted here."""
-        if not self._cache.job_names(key):
-            return
-        run = self._parse(key, body)
-        if run.status is None:
-            return
-        policy = retention_policy(run.status, self._job_retention_policy)
-        deletes = recorded_jobs_to_delete(run.status, self._cache.observed(key, run.uid), policy)
-        await asyncio.gather(*(self._delete_job(key, run, action) for action in deletes))
-
-    async def _prime(self, key: RunKey, run: ParsedRun) -> None:
-        """List the run's Jobs and pods once: the planner must see every Job that exists,
-        or it would take a Job the watch has not shown yet for one deleted by hand. The
-        Jobs go through the same reconciliation with the cache as a periodic resync."""
-        selector = f"{LABEL_RUN}={names.run_label(run.name)}"
-        jobs, pods = await asyncio.gather(
-            self._kube.list_jobs(run.namespace, selector),
-            self._kube.list_pods(run.namespace, selector),
-        )
-        self._cache.resync_jobs(key, jobs.items, jobs.resource_version)
-        self._store_pods(run.namespace, pods)
-        for name in self._cache.job_names(key):
-            self._cache.mark_pods_listed(run.namespace, name)
-        self._cache.mark_primed(key)
-
-    def _store_pods(self, namespace: str, pods: list[dict[str, Any]]) -> None:
-        for pod in pods:
-            job_name, result = pod_job_name(pod), pod_result(pod)
-            if job_name and result:
-                self._cache.put_pod_result(namespace, job_name, result)
+        return await self._finished.expire(key, body)
 
     async def _resolve_workflow(self, run: ParsedRun) -> tuple[WorkflowSpec | None, str | None]:
         if run.started or run.workflow_ref is None or run.problem is not None:
@@ -549,84 +363,13 @@ class Reconciler:
         found = await self._kube.get_workflow(run.namespace, run.workflow_ref)
         return workflow_from_object(run, found)
 
-    async def _fill_pod_results(self, key: RunKey, run: ParsedRun) -> None:
-        """A finished Job whose pod result the watch has not delivered yet: list its pods
-        once, so outputs and exit codes are read, not guessed."""
-        if run.status is None:
-            return
-        wanted = []
-        for instance, node in (run.status.nodes or {}).items():
-            if node.phase is not NodePhase.RUNNING or not node.attempt:
-                continue
-            name = names.current_job(run.name, run.uid, instance, node.job, node.attempt)
-            if name is None:
-                continue
-            job = self._cache.job(key, name)
-            if (
-                job is not None
-                and job.observation.state is not JobState.ACTIVE
-                and self._cache.pod_result(run.namespace, name) is None
-                and not self._cache.pods_listed(run.namespace, name)
-            ):
-                wanted.append(name)
-        if not wanted:
-            return
-        found = await asyncio.gather(
-            *(self._kube.list_pods(run.namespace, f"{POD_JOB_LABEL}={job}") for job in wanted)
-        )
-        for job_name, pods in zip(wanted, found, strict=True):
-            self._store_pods(run.namespace, pods)
-            self._cache.mark_pods_listed(run.namespace, job_name)
-
     # ------------------------------------------------------------ applying
-
-    async def _apply_jobs(
-        self,
-        key: RunKey,
-        decision: Decision,
-        planning: Callable[[Mapping[str, str]], Awaitable[Decision]],
-    ) -> Decision:
-        """Create and delete the Jobs the plan asks for; return the decision to record.
-
-        When the API server refuses a create for now (a full ResourceQuota), the run is
-        planned again, told which Jobs were refused: the plan to record keeps those nodes
-        Queued with the server's message and a backoff, and adopts the Jobs that were made,
-        so the status is written in this pass rather than never.
-        """
-        run = decision.run
-        handled = await self._apply_job_actions(key, run, decision.result.actions, set())
-        refused = {name: message for name, message in handled.items() if message is not None}
-        if not refused:
-            return decision
-        decision = await planning(refused)
-        # The replan makes nothing (it knows there is no room) and repeats the deletes.
-        await self._apply_job_actions(key, run, decision.result.actions, set(handled))
-        return decision
-
-    async def _apply_job_actions(
-        self, key: RunKey, run: ParsedRun, actions: list[Action], done: set[str]
-    ) -> dict[str, str | None]:
-        """Apply creates and deletes (skipping names in `done`); return every Job name
-        handled, with the API server's message for creates refused for now."""
-        creates = [a for a in actions if isinstance(a, CreateJob) and a.name not in done]
-        deletes = [a for a in actions if isinstance(a, DeleteJob) and a.name not in done]
-        outcomes = await asyncio.gather(
-            *(self._create_job(key, run, action) for action in creates),
-            *(self._delete_job(key, run, action) for action in deletes),
-            return_exceptions=True,
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        handled: dict[str, str | None] = {a.name: None for a in deletes}
-        for action, outcome in zip(creates, outcomes, strict=False):
-            handled[action.name] = outcome if isinstance(outcome, str) else None
-        return handled
 
     async def _apply(
         self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime
-    ) -> None:
+    ) -> Result:
         run, result = decision.run, decision.result
+        cooldown = 0.0
         creates = [a for a in result.actions if isinstance(a, CreateJob)]
         stored = body
         # Answers a rerun clears go before the status records the rerun: if anything fails in
@@ -646,10 +389,11 @@ class Reconciler:
                 )
             except KubeError as exc:
                 if exc.status == 404:
-                    return  # deleted meanwhile; the watch's DELETED event cleans up
-                if _is_too_large(exc):
-                    await self._fail_too_large(key, run, exc, now)
-                    return
+                    return Result()  # deleted meanwhile; the watch's DELETED event cleans up
+                if is_too_large(exc):
+                    await self._oversized.fail_run(key, run, exc, now)
+                    self._parsed.pop(key, None)
+                    return Result()
                 raise
             self._cache.put_run(stored)
             # Back-pressure: the run pauses for as long as its write took before it plans
@@ -657,236 +401,19 @@ class Reconciler:
             # an idle server (a few ms); on a busy one, events merge into fewer, larger
             # writes, and a 5,000-node run (whose every write makes the server decode,
             # validate, store and send the whole object) leaves room for the Jobs.
-            self._last_write[key] = time.perf_counter() - writing
+            cooldown = time.perf_counter() - writing
             # The new status, already parsed, for the next pass (the planner never changes
             # the status it is given, so sharing it is safe). The spec and annotations are
             # reused only when the server's answer carries the ones this pass planned from:
             # a user's write that landed meanwhile is in the answer, and must be read.
             if user_inputs(stored) == user_inputs(body):
-                self._parsed[key] = (_resource_version(stored), replace(run, status=result.status))
+                self._parsed[key] = (resource_version(stored), replace(run, status=result.status))
             else:
                 self._parsed.pop(key, None)
         for action in result.actions:
             if isinstance(action, EmitEvent):
                 self._events.post(stored, action, now)
-        self._record(key, run.status, result.status)
-        self._schedule_next(key, result, now)
-        if any(self._failed_create(key, a.name) for a in creates):
+        record_transitions(self._metrics, key, run.status, result.status)
+        if any(self._jobs.failed_create(key, a.name) for a in creates):
             self.enqueue(key)  # let the planner see the Job that could not be created
-
-    async def _fail_too_large(
-        self, key: RunKey, run: ParsedRun, exc: KubeError, now: datetime
-    ) -> None:
-        """A status the API server will never store: retrying it forever would leave the run
-        Running for good. End it Failed with a small write, and stop its Jobs."""
-        message = (
-            "the run's status is too large for the API server to store "
-            f"({exc.api_message}); stopped. Lower the nodes' outputs or the fan-out width, "
-            "or the operator's --max-run-output-bytes"
-        )
-        logger.error("run %s/%s failed: %s", *key, message, extra={"run": f"{key[0]}/{key[1]}"})
-        old = run.status or WorkflowRunStatus()
-        now_iso = to_iso(now)
-        conditions = run_conditions(
-            RunPhase.FAILED, message, False, old.conditions, now_iso, run.generation
-        )
-        patch = {
-            "phase": str(RunPhase.FAILED),
-            "message": message,
-            "finishedAt": now_iso,
-            "conditions": [c.to_wire() for c in conditions],
-        }
-        stored = await self._kube.patch_run_status(run.namespace, run.name, {"status": patch})
-        self._cache.put_run(stored)
-        self._parsed.pop(key, None)
-        active = [
-            DeleteJob(name, "its run's status is too large to store")
-            for name, job in self._cache.observed(key, run.uid).jobs.items()
-            if job.state is JobState.ACTIVE and not job.deleting
-        ]
-        await asyncio.gather(*(self._delete_job(key, run, action) for action in active))
-        self._events.post(stored, EmitEvent("Warning", STATUS_TOO_LARGE, message), now)
-        self._cancel_timer(key)
-
-    async def _create_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> str | None:
-        """Create the Job; the API server's message when it refuses it for now, else None."""
-        extra = {"run": f"{run.namespace}/{run.name}", "node": action.instance}
-        try:
-            created = await self._kube.create_job(run.namespace, action.manifest)
-        except KubeError as exc:
-            if exc.status == 409 and exc.api_reason == "AlreadyExists":
-                await self._adopt_job(key, run, action)
-                return None
-            if _is_refused_for_now(exc):
-                logger.info(
-                    "Job %s for node %s refused for now: %s",
-                    action.name,
-                    action.instance,
-                    exc.api_message,
-                    extra=extra,
-                )
-                return exc.api_message
-            if exc.transient:
-                raise
-            # The API refuses this Job for good (invalid podTemplate, forbidden): record it
-            # as a failed attempt with the API's reason, so the node's retry policy applies
-            # and its message says why.
-            self._create_failed(run, action, exc.api_message)
-            return None
-        self._cache.put_job(created)
-        ready_at = ((created.get("metadata") or {}).get("annotations") or {}).get(
-            ANNOTATION_READY_AT
-        )
-        if ready_at:
-            try:
-                latency = (self._clock() - parse_iso(ready_at)).total_seconds()
-                self._metrics.scheduling_latency.observe(max(latency, 0.0))
-            except ValueError:
-                pass
-        logger.debug("created Job %s", action.name, extra=extra)
-        return None
-
-    async def _adopt_job(self, key: RunKey, run: ParsedRun, action: CreateJob) -> None:
-        """The Job exists (made before a restart, or by a pass whose status write failed)."""
-        existing = await self._kube.get_job(run.namespace, action.name)
-        if existing is None:
-            raise KubeError(409, "Conflict", f"Job {action.name} exists but cannot be read")
-        owners = (existing.get("metadata") or {}).get("ownerReferences") or []
-        if not any(o.get("uid") == run.uid for o in owners):
-            # Names carry a hash of the run's uid, so this is no Job of ours: someone made it
-            # by hand, or it is a hash collision. Adopting it would take a stranger's result,
-            # and waiting for it would stall the whole run: this attempt fails instead.
-            owner = next((o for o in owners if o.get("controller")), None)
-            whose = f"its owner is {owner.get('kind')} {owner.get('name')}" if owner else "no owner"
-            self._create_failed(
-                run,
-                action,
-                f"a Job named {action.name} already exists and is not this run's ({whose})",
-            )
-            return
-        self._cache.put_job(existing)
-
-    def _create_failed(self, run: ParsedRun, action: CreateJob, why: str) -> None:
-        """Record a Job the API would not create as a failed attempt with the reason, so the
-        node's retry policy applies and its message says why."""
-        logger.warning(
-            "Job %s for node %s could not be created: %s",
-            action.name,
-            action.instance,
-            why,
-            extra={"run": f"{run.namespace}/{run.name}", "node": action.instance},
-        )
-        self._cache.put_observed_job(
-            ObservedJob(
-                namespace=run.namespace,
-                run=run.name,
-                uid="",
-                owner_uid=run.uid,
-                resource_version="",
-                observation=JobObservation(
-                    name=action.name,
-                    instance=action.instance,
-                    attempt=action.attempt,
-                    state=JobState.FAILED,
-                    reason=CREATE_FAILED_REASON,
-                    message=f"the Job could not be created: {why}",
-                ),
-            )
-        )
-
-    def _failed_create(self, key: RunKey, name: str) -> bool:
-        job = self._cache.job(key, name)
-        return job is not None and job.observation.reason == CREATE_FAILED_REASON
-
-    async def _delete_job(self, key: RunKey, run: ParsedRun, action: DeleteJob) -> None:
-        await self._kube.delete_job(run.namespace, action.name)
-        # Until the watch shows it gone: the next pass must not ask again.
-        self._cache.mark_deleting(key, action.name)
-        logger.info(
-            "deleted Job %s: %s",
-            action.name,
-            action.reason,
-            extra={"run": f"{run.namespace}/{run.name}"},
-        )
-
-    # ------------------------------------------------------------ metrics and timers
-
-    def _record(self, key: RunKey, old: WorkflowRunStatus | None, new: WorkflowRunStatus) -> None:
-        """Count the transitions this pass made (never the ones found at start-up)."""
-        extra = {"run": f"{key[0]}/{key[1]}"}
-        old_phase = old.phase if old else None
-        if (old is None or old.workflow is None) and new.workflow is not None:
-            self._metrics.runs_started.inc()
-        if new.phase is not None and new.phase is not old_phase:
-            logger.info("run %s/%s is %s: %s", *key, new.phase, new.message or "", extra=extra)
-            if new.phase.terminal and (old_phase is None or not old_phase.terminal):
-                self._metrics.run_finished(
-                    new.phase, _seconds_between(new.started_at, new.finished_at)
-                )
-        before = (old.nodes or {}) if old else {}
-        approvals = 0
-        for name, node in (new.nodes or {}).items():
-            if node.phase is NodePhase.WAITING_FOR_APPROVAL:
-                approvals += 1
-            previous = before.get(name)
-            if previous is not None and previous.phase is node.phase:
-                continue
-            if node.phase.terminal:
-                self._metrics.node_finished(
-                    node.phase, _seconds_between(node.started_at, node.finished_at)
-                )
-                logger.info(
-                    "node %s %s%s",
-                    name,
-                    node.phase,
-                    f": {node.message}" if node.message else "",
-                    extra={**extra, "node": name},
-                )
-            elif node.phase is NodePhase.RETRYING:
-                self._metrics.node_retries.inc()
-        self._metrics.track_run(key, new.phase, approvals)
-
-    def _schedule_next(self, key: RunKey, result: PlanResult, now: datetime) -> None:
-        due = result.requeue_at
-        status = result.status
-        workflow = status.workflow
-        if (
-            status.phase is not None
-            and status.phase.terminal
-            and workflow is not None
-            and workflow.ttl_seconds_after_finished is not None
-            and status.finished_at
-        ):
-            ttl = parse_iso(status.finished_at) + timedelta(
-                seconds=workflow.ttl_seconds_after_finished
-            )
-            due = min(due, ttl) if due else ttl
-        if due is None:
-            self._cancel_timer(key)
-        else:
-            self._schedule(key, due)
-
-    def _schedule(self, key: RunKey, due: datetime) -> None:
-        self._cancel_timer(key)
-        if self._paused:
-            return
-        delay = max((due - self._clock()).total_seconds(), 0.0) + TIMER_SLACK_SECONDS
-        if not math.isfinite(delay):
-            return
-        handle = asyncio.get_running_loop().call_later(delay, self._fire, key)
-        self._timers[key] = (due, handle)
-
-    def _fire(self, key: RunKey) -> None:
-        self._timers.pop(key, None)
-        self.enqueue(key)
-
-    def _cancel_cooldown(self, key: RunKey) -> None:
-        self._last_write.pop(key, None)
-        handle = self._cooldowns.pop(key, None)
-        if handle is not None:
-            handle.cancel()
-
-    def _cancel_timer(self, key: RunKey) -> None:
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer[1].cancel()
+        return Result(requeue_at=next_due(result), cooldown_seconds=cooldown)

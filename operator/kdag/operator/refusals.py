@@ -19,8 +19,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from kdag.operator.cache import Cache, RunKey
+from kdag.operator.cache import Cache
 from kdag.operator.kube import KubeApi, KubeError
+from kdag.operator.objects import RunKey
 from kdag.operator.observe import FAILED_CREATE, ObservedJob, pod_refusal
 
 logger = logging.getLogger(__name__)

@@ -278,15 +278,24 @@ class Harness:
         self.events = RecordingEvents()
         self.clock = Clock()
         self.due: dict[tuple[str, str], datetime | None] = {}
-        self.reconciler = Reconciler(
+        self._reconciler_options = reconciler
+        self.reconciler = self._new_reconciler()
+
+    def _new_reconciler(self) -> Reconciler:
+        return Reconciler(
             self.kube,  # type: ignore[arg-type]
             self.cache,
             self.metrics,
             self.events,
             clock=self.clock,
             plan_in_thread=False,
-            **reconciler,
+            **self._reconciler_options,
         )
+
+    def restart(self) -> None:
+        """A new operator process: an empty cache and a new reconciler on the same API."""
+        self.cache = Cache()
+        self.reconciler = self._new_reconciler()
 
     def create_run(self, body: dict[str, Any]) -> tuple[str, str]:
         stored = self.kube.add_run(body)
@@ -313,7 +322,8 @@ class Harness:
         if safely:
             await self.reconciler.reconcile_safely(key)
         else:
-            await self.reconciler.reconcile(key)
+            # As a worker would: the pass's Result sets the run's timer.
+            self.reconciler.queue.apply(key, await self.reconciler.reconcile(key))
         # Timers live on this loop, which ends here: remember when they were due, then
         # cancel them.
         self.due = {run: self.reconciler.due_at(run) for run in list(self.reconciler._timers)}

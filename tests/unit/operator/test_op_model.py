@@ -276,7 +276,6 @@ class OperatorModel(RuleBasedStateMachine):
         finally:
             self.kube.chaos = None
             r._busy.discard(KEY)
-            r._last_write.pop(KEY, None)
             timer = r._timers.pop(KEY, None)
             if timer is not None:
                 timer[1].cancel()

@@ -34,8 +34,7 @@ def test_a_job_left_by_a_deleted_run_of_the_same_name_does_not_stall_the_new_run
     orphan = h.job_of(key, "a")
     # Deleted with --cascade=orphan and created again: the old Job stays.
     h.kube.runs.clear()
-    h.cache = Cache()
-    h.reconciler._cache = h.cache
+    h.restart()
     again = run_body()
     again["metadata"]["uid"] = "uid-r1-second"
     h.create_run(again)
@@ -122,8 +121,7 @@ def test_a_run_with_a_70_character_name_runs_to_success(h: Harness) -> None:
 def test_a_restarted_operator_finds_the_jobs_of_a_run_with_a_long_name(h: Harness) -> None:
     key = h.create_run(run_body(name=LONG_NAME))
     h.reconcile(key)
-    h.cache = Cache()  # a restart; the Job watch has not shown the Job yet
-    h.reconciler._cache = h.cache
+    h.restart()  # the Job watch has not shown the Job yet
     h.cache.put_run(copy.deepcopy(h.kube.runs[key]))
     h.reconcile(key)
     assert h.cache.job(key, h.job_of(key, "a")) is not None  # found by the label selector

@@ -9,7 +9,6 @@ from conftest import Harness, run_body, status_error
 
 from kdag.engine.timeutil import parse_iso
 from kdag.operator import reconciler as reconciler_module
-from kdag.operator.cache import Cache
 
 
 def calls(h: Harness, verb: str) -> list[tuple[str, ...]]:
@@ -34,8 +33,7 @@ def test_first_pass_creates_the_job_and_records_status(h: Harness) -> None:
 def test_a_started_run_found_at_start_up_lists_its_jobs_and_pods_first(h: Harness) -> None:
     key = h.create_run(run_body())
     h.reconcile(key)
-    h.cache = Cache()  # a restart
-    h.reconciler._cache = h.cache
+    h.restart()
     h.sync_from_api()
     h.cache.remove_job(h.kube.jobs[("ns", h.job_of(key, "a"))])  # the Job watch has not caught up
     h.kube.calls.clear()
@@ -77,8 +75,7 @@ def test_create_answered_already_exists_adopts_the_job(h: Harness) -> None:
     # has the run (primed by a list that raced the creation) but not the Job.
     h.kube.runs[key].pop("status")
     h.kube.touch(key)
-    h.cache = Cache()
-    h.reconciler._cache = h.cache
+    h.restart()
     h.sync_from_api()
     h.cache.remove_job(h.kube.jobs[("ns", h.job_of(key, "a"))])
     h.cache.mark_primed(key)

@@ -1,0 +1,74 @@
+"""The pure part of a pass: plan the run and diff the new status against the stored one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from kdag.api import WorkflowSpec
+from kdag.engine.model import (
+    DEFAULT_OUTPUT_BUDGET,
+    JobRetentionPolicy,
+    Observed,
+    PlanResult,
+    ServiceAccountRef,
+)
+from kdag.engine.planner import plan
+from kdag.engine.timeutil import parse_iso
+from kdag.operator.runs import ParsedRun, run_context
+from kdag.operator.status_patch import merge_patch
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one planning pass decided, with the minimal status patch to record it."""
+
+    run: ParsedRun
+    result: PlanResult
+    status_patch: dict[str, Any]
+
+
+def decide(
+    body: Mapping[str, Any],
+    run: ParsedRun,
+    observed: Observed,
+    workflow: WorkflowSpec | None,
+    workflow_problem: str | None,
+    now: datetime,
+    max_nodes: int,
+    operator_account: ServiceAccountRef | None = None,
+    job_retention_policy: JobRetentionPolicy = "Retain",
+    output_budget: int = DEFAULT_OUTPUT_BUDGET,
+) -> Decision:
+    """Plan the run and diff the new status against the stored one (pure; runs in a thread)."""
+    ctx = run_context(
+        run,
+        workflow=workflow,
+        workflow_problem=workflow_problem,
+        max_nodes=max_nodes,
+        operator_account=operator_account,
+        job_retention_policy=job_retention_policy,
+        output_budget=output_budget,
+    )
+    result = plan(ctx, run.status, observed, now)
+    patch = merge_patch(body.get("status") or {}, result.status.to_wire())
+    return Decision(run=run, result=result, status_patch=patch)
+
+
+def next_due(result: PlanResult) -> datetime | None:
+    """When a run is due again after a pass: the plan's next due time or the run's TTL."""
+    due = result.requeue_at
+    status = result.status
+    workflow = status.workflow
+    if (
+        status.phase is not None
+        and status.phase.terminal
+        and workflow is not None
+        and workflow.ttl_seconds_after_finished is not None
+        and status.finished_at
+    ):
+        ttl = parse_iso(status.finished_at) + timedelta(seconds=workflow.ttl_seconds_after_finished)
+        due = min(due, ttl) if due else ttl
+    return due
