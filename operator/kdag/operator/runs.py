@@ -15,12 +15,12 @@ from pydantic import ValidationError
 from kdag.api import RunPhase, WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
 from kdag.engine.model import (
     DEFAULT_OUTPUT_BUDGET,
-    RERUN_ANNOTATION,
     JobRetentionPolicy,
     RunContext,
     ServiceAccountRef,
 )
 from kdag.engine.problems import describe_validation_error
+from kdag.engine.run_requests import rerun_requested
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,7 @@ def is_settled(body: Mapping[str, Any]) -> bool:
     except ValueError:
         return False
     annotations = (body.get("metadata") or {}).get("annotations") or {}
-    token = annotations.get(RERUN_ANNOTATION)
-    return phase.terminal and (token is None or token == status.get("rerunToken"))
+    return phase.terminal and not rerun_requested(annotations, status.get("rerunToken"))
 
 
 def workflow_from_object(

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kdag.api import ScheduleSpec
@@ -33,28 +33,23 @@ from kdag.engine.workflow_status import (
     desired_status,
     scheduled_since,
 )
-from kdag.operator.cache import is_newer
+from kdag.operator.backoff import Backoff
 from kdag.operator.cron_runs import ScheduleTarget, apply_plan
+from kdag.operator.objects import DELETED, is_newer, resource_version, utcnow
 from kdag.operator.status_patch import merge_patch
 from kdag.operator.workflow_api import WorkflowApi
 from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject, observe_run
 
 logger = logging.getLogger(__name__)
 
-DELETED = "DELETED"
 # A sleeping schedule daemon looks again after this long even if nothing woke it: a safety
 # net against a missed wake-up or a wall-clock jump, and free (no API calls).
 MAX_SLEEP_SECONDS = 600.0
-# Retry delays after a failed schedule step (API trouble), in seconds.
-RETRY_BASE_SECONDS = 2.0
-RETRY_MAX_SECONDS = 60.0
+# A schedule step that failed (the API down, say) is tried again after this.
+SCHEDULE_RETRY = Backoff(base_seconds=2.0, max_seconds=60.0)
 
 RunsIndex = Mapping[WorkflowKey, Iterable[ObservedRun]]
 WorkflowsIndex = Mapping[WorkflowKey, Iterable[WorkflowObject]]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class WorkflowController:
@@ -66,7 +61,7 @@ class WorkflowController:
         *,
         max_nodes: int,
         output_budget: int = DEFAULT_OUTPUT_BUDGET,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._api = api
         self._max_nodes = max_nodes
@@ -165,7 +160,7 @@ class WorkflowController:
             workflow.namespace, workflow.name, {"status": patch}
         )
         if result is not None:
-            version = str((result.get("metadata") or {}).get("resourceVersion", ""))
+            version = resource_version(result)
             self._written[workflow.key] = (version, result.get("status") or {})
 
     # -- events from the watches
@@ -329,7 +324,7 @@ class WorkflowController:
                     delay = self._delay_until(next_tick)
                 except Exception as exc:
                     failures += 1
-                    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (failures - 1))
+                    delay = SCHEDULE_RETRY.delay(failures)
                     log.warning("schedule step failed (retrying in %.0fs): %s", delay, exc)
                 if stop is not None and stop.is_set():
                     return
