@@ -1,6 +1,6 @@
 """The API calls the Workflow side of the operator makes (status, scheduled runs, Events).
 
-`WorkflowApi` is what `kdag.operator.workflows` depends on; tests substitute a fake. The
+`WorkflowApi` is what `kdag.operator.workflow_controller` depends on; tests substitute a fake. The
 operator's own `KubeClient` satisfies it, so these calls share its thread pool, timeouts and
 request metrics.
 """
