@@ -1,4 +1,4 @@
-"""The bad-input corpus (tests/badinput/) on the real API server (issue 6 item 3, SPEC §3
+"""The bad-input corpus (tests/badinput/) on the real API server (SPEC §3
 "Invalid input").
 
 Every malformed Workflow and WorkflowRun goes in the way a user sends it (`kubectl apply` a

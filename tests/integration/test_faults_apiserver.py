@@ -1,4 +1,4 @@
-"""The operator's kube-apiserver is killed mid-run and restarted (issue 6 item 2).
+"""The operator's kube-apiserver is killed mid-run and restarted (docs/faults.md).
 
 The shared cluster's API server serves every session on this machine, so the test does not
 restart that one: it starts a second kube-apiserver on the same etcd (same binary, flags and

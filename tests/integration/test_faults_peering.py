@@ -1,5 +1,5 @@
 """Two operator replicas with kopf peering: SIGKILL the active one, the standby finishes the
-runs (issue 6 item 2, docs/install.md "peering").
+runs (docs/install.md "peering").
 
 Both replicas serve only this test's namespace, through a KopfPeering object there (kopf's
 peering CRDs as the chart ships them). The higher-priority replica works, the other pauses.

@@ -1,6 +1,6 @@
 """`helm install charts/kdag` on the real local cluster, then the operator as the chart's
 ServiceAccount: a run that completes proves the chart's RBAC is enough, and `kubectl auth
-can-i` shows it is no more than that (SPEC §6, issue 5 item 2).
+can-i` shows it is no more than that (SPEC §6).
 
 KWOK fakes the Deployment's pod, so the operator itself runs here as a local process (the
 `kdag-operator` console script) with a kubeconfig holding only the ServiceAccount's token,

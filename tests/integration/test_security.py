@@ -1,4 +1,4 @@
-"""Security on the real API server with the Helm chart's RBAC (issue 6 item 4, SPEC §3, §6).
+"""Security on the real API server with the Helm chart's RBAC (SPEC §3, §6).
 
 The chart is installed with its defaults (cluster-wide), and the operator runs as the chart's
 ServiceAccount (a token kubeconfig, nothing of the admin's), scoped with --namespace to this

@@ -1,4 +1,8 @@
-"""The Workflow kind: a reusable DAG template (SPEC §2)."""
+"""The Workflow kind: a reusable DAG template (SPEC §2).
+
+Longer than most modules because every field carries the description `kubectl explain`
+shows and its bounds; the fields of one kind read best in one place.
+"""
 
 from __future__ import annotations
 
