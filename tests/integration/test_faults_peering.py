@@ -127,12 +127,16 @@ def test_a_replica_paused_mid_run_writes_nothing_while_the_other_finishes(
     )
     shapes = [chain_shape(step="2s", length=6), retrying, _gate_times_out_shape()]
     peering = [f"--peering={PEERING}", "--resync-seconds=2"]
+    # Peering needs the chart's namespaced mode with replicas > 1 (its Roles grant KopfPeering).
+    identity = chart_identity("namespaced", {"replicas": 2})
     with own_namespace("pause") as namespace:
         ensure_kopf_peering(namespace, PEERING)
         with (
             JobLedger(namespace, cluster.kubeconfig) as ledger,
             RunHistory(namespace, cluster.kubeconfig) as history,
-            operator_for(cluster.kubeconfig, [namespace], [*peering, "--priority=1"]) as first,
+            operator_for(
+                cluster.kubeconfig, [namespace], [*peering, "--priority=1"], identity
+            ) as first,
         ):
             wait_for(lambda: len(_peers(namespace)) == 1, timeout=60, what="the first replica")
             apply(namespace, *(shape.manifest for shape in shapes))
@@ -141,7 +145,7 @@ def test_a_replica_paused_mid_run_writes_nothing_while_the_other_finishes(
                 runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
             assert ledger.wait_count(len(runs), timeout=120), first.tail(40)
             with operator_for(
-                cluster.kubeconfig, [namespace], [*peering, "--priority=2"]
+                cluster.kubeconfig, [namespace], [*peering, "--priority=2"], identity
             ) as second:
                 wait_for(
                     lambda: "paused by kopf peering" in first.logs(),
