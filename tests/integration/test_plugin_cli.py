@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import REPO_ROOT, bin_dir, current_kubeconfig, job_of, kubectl, wait_for
+from tests.support.cluster import (
+    REPO_ROOT,
+    bin_dir,
+    current_kubeconfig,
+    job_of,
+    kubectl,
+    wait_for,
+    wait_job_deleted,
+)
 from tests.support.operator import (
     WAIT_SECONDS,
     apply,
@@ -261,14 +269,7 @@ def test_cancel_ends_the_run_and_rerun_runs_it_again(namespace: str) -> None:
     ok(kdag("cancel", run, namespace=namespace))
     cancelled = wait_phase(namespace, run, "Cancelled")
     assert node_phases(cancelled) == {"a": "Cancelled", "b": "Cancelled", "notify": "Succeeded"}
-    kubectl(
-        "wait",
-        "--for=delete",
-        f"job/{job_of(namespace, run, 'a')}",
-        "-n",
-        namespace,
-        "--timeout=240s",
-    )
+    wait_job_deleted(namespace, run, "a")
 
     # `kubectl annotate ... kdag.dev/rerun` alone would be cancelled again at once (spec.cancel
     # is still true); the plugin clears it in the same write.

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tests.support.cluster import Cluster, job_of, kubectl, wait_for
+from tests.support.cluster import Cluster, job_of, kubectl, wait_for, wait_job_deleted
 from tests.support.operator import (
     WAIT_SECONDS,
     apply,
@@ -127,14 +127,7 @@ def test_cancel_deletes_running_jobs_and_runs_finally(namespace: str) -> None:
             "-p", '{"spec": {"cancel": true}}')  # fmt: skip
     done = wait_phase(namespace, run, "Cancelled")
     assert node_phases(done) == {"a": "Cancelled", "b": "Cancelled", "notify": "Succeeded"}
-    kubectl(
-        "wait",
-        "--for=delete",
-        f"job/{job_of(namespace, run, 'a')}",
-        "-n",
-        namespace,
-        "--timeout=240s",
-    )
+    wait_job_deleted(namespace, run, "a")
     assert {j["metadata"]["name"] for j in jobs(namespace, run)} == {
         job_of(namespace, run, "notify")
     }

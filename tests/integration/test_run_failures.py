@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.support.cluster import job_of, kubectl
+from tests.support.cluster import job_of, kubectl, wait_job_deleted
 from tests.support.operator import (
     apply,
     create,
@@ -66,14 +66,7 @@ def test_a_run_over_its_timeout_deletes_its_jobs_and_ends_timed_out(namespace: s
     run = create(namespace, run_of("late"))
     done = wait_phase(namespace, run, "TimedOut")
     assert node_phases(done) == {"a": "TimedOut", "b": "Cancelled"}
-    kubectl(
-        "wait",
-        "--for=delete",
-        f"job/{job_of(namespace, run, 'a')}",
-        "-n",
-        namespace,
-        "--timeout=240s",
-    )
+    wait_job_deleted(namespace, run, "a")
 
 
 @pytest.mark.parametrize(

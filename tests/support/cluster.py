@@ -238,3 +238,9 @@ def job_of(namespace: str, run: str, node: str, attempt: int = 1) -> str:
     """The name of the Job kdag makes for a node attempt of the run (it hashes the run's uid)."""
     uid = kubectl("get", "workflowrun", run, "-n", namespace, "-o", "jsonpath={.metadata.uid}")
     return job_name(run, uid, node, attempt)
+
+
+def wait_job_deleted(namespace: str, run: str, node: str, attempt: int = 1) -> None:
+    """Until the Job of that node attempt is gone (kubectl wait --for=delete)."""
+    job = job_of(namespace, run, node, attempt)
+    kubectl("wait", "--for=delete", f"job/{job}", "-n", namespace, "--timeout=240s")
