@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from kdag.api import WorkflowRunSpec, WorkflowRunStatus, WorkflowSpec
+from kdag.engine.transitions import Transitions
 
 # Annotations users set on a run to steer it (SPEC §3).
 APPROVE_PREFIX = "approve.kdag.dev/"
@@ -166,6 +167,9 @@ class PlanResult:
     status: WorkflowRunStatus
     actions: list[Action]
     requeue_at: datetime | None = None
+    """When the run is due again: a rule's next deadline, or its TTL once it has ended."""
+    transitions: Transitions | None = None
+    """The phase changes the pass made (None: it was not planned, nothing changed)."""
 
     @property
     def jobs_to_create(self) -> list[CreateJob]:

@@ -22,6 +22,7 @@ from kdag.engine.problems import Problem, describe
 from kdag.engine.rules import (
     approval,
     attempts,
+    expiry,
     fanout,
     finally_nodes,
     readiness,
@@ -37,6 +38,7 @@ from kdag.engine.rules.retention import recorded_jobs_to_delete, retention_polic
 from kdag.engine.rules.retry import retry_delay
 from kdag.engine.run_summary import run_conditions, summarize
 from kdag.engine.timeutil import format_duration, parse_iso
+from kdag.engine.transitions import transitions_between
 from kdag.engine.validation import borrowed_account_problems, resolve_params, validate_workflow
 
 # A pass advances the nodes again only when a start changed what dependents see (a node
@@ -63,7 +65,8 @@ def plan(
     old_phase = state.old.phase
     if old_phase is not None and old_phase.terminal:
         if not rerun.requested(state) or old_phase is RunPhase.INVALID:
-            return PlanResult(state.old, [])
+            unchanged = transitions_between(state.old, state.old)
+            return PlanResult(state.old, [], expiry.expires_at(state.old), unchanged)
         rerun.rerun(state)
     elif state.status.workflow is None:
         problems = _start(state)
@@ -85,8 +88,12 @@ def plan(
     attempts.report_refusals(state)
     _finish(state)
     cleanup_due = retention.clean_up_jobs(state)
-    requeue_at = now if cleanup_due else _requeue_at(state)
-    return PlanResult(state.status, state.actions, requeue_at)
+    return _result(state, now if cleanup_due else _requeue_at(state))
+
+
+def _result(state: PassState, requeue_at: datetime | None) -> PlanResult:
+    changes = transitions_between(state.old, state.status)
+    return PlanResult(state.status, state.actions, requeue_at, changes)
 
 
 def _start(state: PassState) -> list[Problem]:
@@ -129,7 +136,7 @@ def _invalid(state: PassState, message: str) -> PlanResult:
     _set_conditions(state)
     if state.old.phase is not RunPhase.INVALID:
         state.event("Warning", "Invalid", message)
-    return PlanResult(state.status, state.actions)
+    return _result(state, None)
 
 
 def _advance_all(state: PassState) -> None:
@@ -204,9 +211,10 @@ def _set_conditions(state: PassState) -> None:
 
 
 def _requeue_at(state: PassState) -> datetime | None:
-    """The earliest due time any rule has: one walk over the nodes, then the run's own."""
+    """The earliest due time any rule has: one walk over the nodes, then the run's own; for
+    a run that has ended, its TTL."""
     if state.status.phase is not None and state.status.phase.terminal:
-        return None
+        return expiry.expires_at(state.status)
     times: list[datetime] = []
     for key, ns in state.nodes.items():
         node_due = _NODE_DUES.get(ns.phase)

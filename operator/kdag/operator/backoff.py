@@ -1,8 +1,11 @@
-"""The one backoff for retrying what failed: doubling from a base, capped."""
+"""The operator's backoff for retrying what failed (a pass, a watch, a peering write): the
+engine's one exponential rule, doubling from a base."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from kdag.engine.backoff import exponential_delay
 
 
 @dataclass(frozen=True)
@@ -12,6 +15,4 @@ class Backoff:
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the `failures`-th failure in a row (1 waits the base)."""
-        # The exponent is bounded so that a long outage cannot overflow the float.
-        exponent = min(failures - 1, 64)
-        return min(self.base_seconds * 2.0**exponent, self.max_seconds)
+        return exponential_delay(self.base_seconds, 2.0, self.max_seconds, failures)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from kdag.api import WorkflowSpec
@@ -16,7 +16,6 @@ from kdag.engine.model import (
     ServiceAccountRef,
 )
 from kdag.engine.planner import plan
-from kdag.engine.timeutil import parse_iso
 from kdag.operator.runs import ParsedRun, run_context
 from kdag.operator.status_patch import merge_patch
 
@@ -55,20 +54,3 @@ def decide(
     result = plan(ctx, run.status, observed, now)
     patch = merge_patch(body.get("status") or {}, result.status.to_wire())
     return Decision(run=run, result=result, status_patch=patch)
-
-
-def next_due(result: PlanResult) -> datetime | None:
-    """When a run is due again after a pass: the plan's next due time or the run's TTL."""
-    due = result.requeue_at
-    status = result.status
-    workflow = status.workflow
-    if (
-        status.phase is not None
-        and status.phase.terminal
-        and workflow is not None
-        and workflow.ttl_seconds_after_finished is not None
-        and status.finished_at
-    ):
-        ttl = parse_iso(status.finished_at) + timedelta(seconds=workflow.ttl_seconds_after_finished)
-        due = min(due, ttl) if due else ttl
-    return due

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from kdag.api import RunPhase
 from kdag.engine.model import JobRetentionPolicy
 from kdag.engine.planner import recorded_jobs_to_delete, retention_policy
-from kdag.engine.timeutil import parse_iso
+from kdag.engine.rules.expiry import expiry_time
 from kdag.operator.cache import Cache
 from kdag.operator.job_actions import JobActions
 from kdag.operator.kube import KubeApi
@@ -24,19 +24,13 @@ logger = logging.getLogger(__name__)
 
 
 def ttl_due(status: Mapping[str, Any]) -> datetime | None:
-    """When a finished run is to be deleted (workflow snapshot's ttlSecondsAfterFinished)."""
+    """When a finished run is to be deleted, read straight from its stored status."""
     try:
         phase = RunPhase(str(status.get("phase")))
     except ValueError:
         return None
     ttl = (status.get("workflow") or {}).get("ttlSecondsAfterFinished")
-    finished = status.get("finishedAt")
-    if not phase.terminal or not isinstance(ttl, int) or not isinstance(finished, str):
-        return None
-    try:
-        return parse_iso(finished) + timedelta(seconds=ttl)
-    except ValueError:
-        return None
+    return expiry_time(phase, status.get("finishedAt"), ttl)
 
 
 class FinishedRuns:

@@ -37,7 +37,7 @@ from kdag.engine.model import (
 from kdag.operator.backoff import Backoff
 from kdag.operator.cache import Cache, user_inputs
 from kdag.operator.cache_completion import CacheCompleter
-from kdag.operator.decision import Decision, decide, next_due
+from kdag.operator.decision import Decision, decide
 from kdag.operator.events import EventSink
 from kdag.operator.finished_runs import FinishedRuns
 from kdag.operator.job_actions import JobActions
@@ -116,7 +116,7 @@ class Reconciler:
         self._jobs = JobActions(kube, cache, metrics, clock)
         self._completer = CacheCompleter(kube, cache)
         self._finished = FinishedRuns(kube, cache, self._jobs, clock, job_retention_policy)
-        self._oversized = OversizedStatus(kube, cache, self._jobs, events)
+        self._oversized = OversizedStatus(kube, cache, self._jobs, events, self._metrics)
         # Runs whose last pass failed: a write whose answer was lost may have landed, so the
         # cached run may be behind the server; the next pass reads it first.
         self._unsure: set[RunKey] = set()
@@ -416,7 +416,8 @@ class Reconciler:
         for action in result.actions:
             if isinstance(action, EmitEvent):
                 self._events.post(stored, action, now)
-        record_transitions(self._metrics, key, run.status, result.status)
+        if result.transitions is not None:
+            record_transitions(self._metrics, key, result.transitions)
         if any(self._jobs.failed_create(key, a.name) for a in creates):
             self.enqueue(key)  # let the planner see the Job that could not be created
-        return Result(requeue_at=next_due(result), cooldown_seconds=cooldown)
+        return Result(requeue_at=result.requeue_at, cooldown_seconds=cooldown)

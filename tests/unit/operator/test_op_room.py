@@ -144,3 +144,7 @@ def test_a_status_the_api_server_will_not_store_fails_the_run_instead_of_retryin
     assert key not in h.due
     assert ("delete_job", h.job(key, "b", 1)) in h.kube.calls  # its running Job is stopped
     assert [e.reason for e in h.events.posted][-1] == "StatusTooLarge"
+    # Counted as any other failed run, and no longer active.
+    value = h.metrics.registry.get_sample_value
+    assert value("kdag_runs_finished_total", {"phase": "Failed"}) == 1
+    assert value("kdag_runs_active", {"phase": "Running"}) == 0

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from kdag.api import NodePhase, NodeStatus
+from kdag.engine.backoff import exponential_delay
 from kdag.engine.defaults import effective_node
 from kdag.engine.instance_keys import template_of
 from kdag.engine.pass_state import PassState, phase_verb
@@ -15,7 +16,7 @@ from kdag.engine.timeutil import parse_iso, to_iso
 
 def retry_delay(backoff_seconds: int, factor: float, max_backoff: int, retry: int) -> float:
     """Seconds before retry number `retry` (1-based): min(backoff * factor^(n-1), max)."""
-    return float(min(backoff_seconds * factor ** (retry - 1), max_backoff))
+    return exponential_delay(backoff_seconds, factor, max_backoff, retry)
 
 
 def attempt_failed(
