@@ -72,9 +72,12 @@ def test_fan_out_and_in_never_runs_more_than_parallelism_jobs(namespace: str) ->
         {"name": "join", "dependsOn": ["work"]},
     ]
     apply(namespace, workflow("fan", nodes, parallelism=2))
-    with JobWatch(namespace, run := create(namespace, run_of("fan"))) as watch:
+    # A node is Running while its pod runs: a slot frees when the pod ends, a second before
+    # the Job controller marks its Job Complete. So pods, not Jobs, are what is bounded.
+    run = create(namespace, run_of("fan"))
+    with JobWatch(namespace, run, resource="pods") as watch:
         done = wait_phase(namespace, run, "Succeeded")
-        wait_for(lambda: len(watch.names()) == 7, timeout=30, what="all Jobs watched")
+        wait_for(lambda: len(watch.names()) == 7, timeout=30, what="all pods watched")
     assert watch.max_unfinished() == 2
     assert {f"work[{r}]" for r in regions} <= set(done["nodes"])
     assert done["nodes"]["join"]["startedAt"] >= max(

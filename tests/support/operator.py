@@ -401,10 +401,11 @@ def release_pod(namespace: str, run: str, node: str, attempt: int, exit_code: in
 
 @dataclass
 class JobWatch:
-    """`kubectl get jobs --watch` on one run, recording every event in order."""
+    """`kubectl get jobs --watch` (or pods) on one run, recording every event in order."""
 
     namespace: str
     run: str
+    resource: str = "jobs"
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _proc: subprocess.Popen[str] | None = None
     _reader: threading.Thread | None = None
@@ -413,7 +414,8 @@ class JobWatch:
         self._proc = subprocess.Popen(
             [
                 str(bin_dir() / "kubectl"), "--kubeconfig", str(current_kubeconfig()),
-                "get", "jobs", "-n", self.namespace, "-l", f"kdag.dev/run={run_label(self.run)}",
+                "get", self.resource, "-n", self.namespace,
+                "-l", f"kdag.dev/run={run_label(self.run)}",
                 "--watch", "--output-watch-events", "-o", "json",
             ],
             stdout=subprocess.PIPE,
@@ -444,14 +446,16 @@ class JobWatch:
         self._proc.wait()
 
     def max_unfinished(self) -> int:
-        """Most Jobs seen existing and not yet finished at any point of the stream."""
+        """Most objects seen existing and not yet finished at any point of the stream: Jobs
+        without a Complete or Failed condition, pods not yet Succeeded or Failed."""
         unfinished: set[str] = set()
         most = 0
-        for kind, job in self.events:
-            name = job["metadata"]["name"]
-            finished = any(
+        for kind, obj in self.events:
+            name = obj["metadata"]["name"]
+            status = obj.get("status") or {}
+            finished = status.get("phase") in ("Succeeded", "Failed") or any(
                 c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                for c in (job.get("status") or {}).get("conditions") or []
+                for c in status.get("conditions") or []
             )
             if kind == "DELETED" or finished:
                 unfinished.discard(name)

@@ -113,6 +113,13 @@ class JobObservation:
     deleting: bool = False
     # When the operator first saw the Job in this state (its clock, not the Job's).
     seen_at: datetime | None = None
+    # The attempt's pod once it ended (phase Succeeded or Failed, not being deleted): with
+    # one pod per attempt and no Job-level retries, it decides the attempt a second before
+    # the Job controller marks the Job finished. None while it runs or is being deleted.
+    pod_state: JobState | None = None
+    pod_reason: str | None = None  # the container's terminated reason: Error, OOMKilled, ...
+    pod_finished_at: datetime | None = None
+    pod_seen_at: datetime | None = None  # when the operator first saw the pod ended
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ def failure_message(job: JobObservation, timed_out: bool) -> str:
         return f"the Job's pod could not be created: {job.message or 'refused'}"[:REFUSAL_CHARS]
     parts = []
     if job.exit_code is not None:
-        parts.append(f"exit code {job.exit_code}")
+        # The kubelet's reason says what a bare exit code does not (137: OOMKilled).
+        noted = job.pod_reason not in (None, "Error", "Completed")
+        parts.append(f"exit code {job.exit_code}" + (f" ({job.pod_reason})" if noted else ""))
     detail = (job.termination_message or job.message or "").strip()
     if detail:
         parts.append(detail[-300:])

@@ -81,12 +81,31 @@ class Cache:
         self._runs.pop(key, None)
         self.evict_jobs(key)
 
-    def evict_jobs(self, key: RunKey) -> None:
+    def evict_jobs(self, key: RunKey, as_seen: Mapping[str, str] | None = None) -> None:
         """Forget a run's Jobs and pod results (a finished run needs them no more; a rerun
-        lists them again, as after a restart)."""
-        run_jobs = self._jobs.pop(key, None)
-        for name in run_jobs.jobs if run_jobs else ():
-            self._forget_pods(key[0], name)
+        lists them again, as after a restart).
+
+        With `as_seen` (Job name -> resourceVersion, read before a pass that awaited the
+        API), only the Jobs still as seen go: one that changed meanwhile (completed while
+        its finished run's other Jobs were being deleted) stays for the pass its event
+        asked for.
+        """
+        run_jobs = self._jobs.get(key)
+        if run_jobs is None:
+            return
+        for name, job in list(run_jobs.jobs.items()):
+            if as_seen is None or as_seen.get(name) == job.resource_version:
+                del run_jobs.jobs[name]
+                self._forget_pods(key[0], name)
+        if run_jobs.jobs:
+            run_jobs.primed = False
+        else:
+            del self._jobs[key]
+
+    def job_versions(self, key: RunKey) -> dict[str, str]:
+        """The run's cached Jobs by name, with the resourceVersion of each."""
+        run_jobs = self._jobs.get(key)
+        return {n: j.resource_version for n, j in run_jobs.jobs.items()} if run_jobs else {}
 
     # -- jobs
 
@@ -202,10 +221,16 @@ class Cache:
     # -- pods
 
     def put_pod_result(self, namespace: str, job_name: str, result: PodResult) -> bool:
-        """Store a terminated container's result; True when it is new."""
+        """Store a terminated container's result; True when it is new. The time the pod was
+        first seen ended is stamped by the operator's clock (latency is measured from it)."""
         slot = (namespace, job_name)
-        if self._pods.get(slot) == result:
+        current = self._pods.get(slot)
+        if current == result:
             return False
+        if result.pod_state is not None:
+            same = current is not None and current.pod_state is result.pod_state
+            seen = current.seen_at if same and current is not None else self._clock()
+            result = replace(result, seen_at=seen)
         self._pods[slot] = result
         return True
 

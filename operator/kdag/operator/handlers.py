@@ -76,9 +76,12 @@ def handle_pod_event(app: Operator, event_type: str | None, body: dict[str, Any]
         return
     key = (namespace, run)
     job = app.cache.job(key, job_name)
-    # A finished Job planned without its pod's result listed the pods; a still-active one
-    # is planned when its own event comes. Only a late result needs another pass.
-    if job is not None and job.observation.state is not JobState.ACTIVE:
+    # A pod that ended decides its attempt before the Job does; a finished Job planned
+    # without its pod's result listed the pods. A result seen while the pod is being deleted
+    # waits for the Job's own status.
+    if job is not None and (
+        result.pod_state is not None or job.observation.state is not JobState.ACTIVE
+    ):
         app.reconciler.enqueue(key)
 
 

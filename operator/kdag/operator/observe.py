@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,10 @@ FAILED_CREATE = "FailedCreate"
 _TRANSIENT_REFUSALS = ("exceeded quota", "error looking up service account")
 
 
+# Pod phases that end a pod whose containers never restart (restartPolicy Never).
+_ENDED_PHASES = {"Succeeded": JobState.SUCCEEDED, "Failed": JobState.FAILED}
+
+
 @dataclass(frozen=True)
 class PodResult:
     """How the node's container ended, from its pod's status."""
@@ -34,6 +38,13 @@ class PodResult:
     exit_code: int | None
     termination_message: str | None
     job_uid: str | None = None  # the Job that owns the pod; a same-named older Job must not count
+    # The pod ended by itself (phase Succeeded/Failed, not being deleted): it decides the
+    # attempt (`kdag.engine.rules.attempts.decided`). None for a pod being deleted: a Job
+    # deadline or an eviction, which the Job's own status reports.
+    pod_state: JobState | None = None
+    reason: str | None = None
+    finished_at: datetime | None = None
+    seen_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -188,12 +199,23 @@ def pod_result(pod: Mapping[str, Any]) -> PodResult | None:
             return None
         code = terminated.get("exitCode")
         message = terminated.get("message")
+        reason = terminated.get("reason")
+        meta = pod.get("metadata") or {}
+        ended = None if meta.get("deletionTimestamp") else _ENDED_PHASES.get(pod_phase(pod))
         return PodResult(
             exit_code=code if isinstance(code, int) else None,
             termination_message=message if isinstance(message, str) else None,
-            job_uid=_controller_uid(pod.get("metadata") or {}),
+            job_uid=_controller_uid(meta),
+            pod_state=ended,
+            reason=reason if isinstance(reason, str) else None,
+            finished_at=_time(terminated.get("finishedAt")),
         )
     return None
+
+
+def pod_phase(pod: Mapping[str, Any]) -> str:
+    phase = (pod.get("status") or {}).get("phase")
+    return phase if isinstance(phase, str) else ""
 
 
 def with_pod_result(observation: JobObservation, result: PodResult | None) -> JobObservation:
@@ -204,4 +226,8 @@ def with_pod_result(observation: JobObservation, result: PodResult | None) -> Jo
         observation,
         exit_code=result.exit_code,
         termination_message=result.termination_message,
+        pod_state=result.pod_state,
+        pod_reason=result.reason,
+        pod_finished_at=result.finished_at,
+        pod_seen_at=result.seen_at,
     )

@@ -354,9 +354,10 @@ class Reconciler:
     async def _settled(self, key: RunKey, body: Mapping[str, Any]) -> Result:
         """A finished run: only its TTL matters."""
         self._metrics.track_run(key, None, 0)
-        if self._cache.job_names(key):
+        seen = self._cache.job_versions(key)
+        if seen:
             await self._finished.clean_up(key, self._parse(key, body))
-        self._cache.evict_jobs(key)
+        self._cache.evict_jobs(key, as_seen=seen)
         self._parsed.pop(key, None)
         return await self._finished.expire(key, body)
 

@@ -95,12 +95,30 @@ class FakeKube:
         if ok:
             job["status"]["completionTime"] = "2026-11-22T02:00:05Z"
         job["metadata"]["resourceVersion"] = self._next_rv()
+        self.end_pod(namespace, name, ok=ok, **pod)
+
+    def end_pod(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        ok: bool = True,
+        deleting: bool = False,
+        **pod: Any,
+    ) -> dict[str, Any]:
+        """Give the Job a pod whose container terminated (the Job's status is left as it
+        is: the Job controller marks the Job a second later). Returns the pod."""
+        job = self.jobs[(namespace, name)]
         # The Job controller gives the pod the Job template's labels and annotations.
         template = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
-        terminated = {"exitCode": pod.get("exit_code", 0 if ok else 1)}
+        terminated = {
+            "exitCode": pod.get("exit_code", 0 if ok else 1),
+            "reason": pod.get("container_reason", "Completed" if ok else "Error"),
+            "finishedAt": "2026-11-22T02:00:04Z",
+        }
         if "message" in pod:
             terminated["message"] = pod["message"]
-        self.pods[(namespace, f"{name}-pod")] = {
+        body: dict[str, Any] = {
             "metadata": {
                 "name": f"{name}-pod",
                 "namespace": namespace,
@@ -114,9 +132,14 @@ class FakeKube:
                 ],
             },
             "status": {
-                "containerStatuses": [{"name": "main", "state": {"terminated": terminated}}]
+                "phase": "Succeeded" if ok else "Failed",
+                "containerStatuses": [{"name": "main", "state": {"terminated": terminated}}],
             },
         }
+        if deleting:
+            body["metadata"]["deletionTimestamp"] = "2026-11-22T02:00:03Z"
+        self.pods[(namespace, f"{name}-pod")] = body
+        return copy.deepcopy(body)
 
     # -- KubeApi
 

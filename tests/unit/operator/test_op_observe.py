@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from kdag.engine.model import JobState
+from kdag.engine.timeutil import parse_iso
 from kdag.operator.observe import (
     awaiting_pods,
     observe_job,
@@ -99,6 +100,9 @@ def test_foreign_jobs_are_ignored() -> None:
     assert observe_job(no_instance) is None
     assert observe_job(bad_attempt) is None
     assert observe_job({}) is None
+
+
+NOW = "2026-11-22T02:00:04Z"
 
 
 def pod(state: dict[str, Any], name: str = "main") -> dict[str, Any]:
@@ -199,3 +203,27 @@ def test_a_job_awaits_pods_when_taken_up_with_none_running_or_finished(
 def test_only_a_lasting_refusal_of_the_pod_counts(reason: str, message: str, refused: bool) -> None:
     found = pod_refusal({"reason": reason, "message": message})
     assert found == (message if refused else None)
+
+
+@pytest.mark.parametrize(
+    ("phase", "deleting", "decides"),
+    [
+        ("Succeeded", False, JobState.SUCCEEDED),
+        ("Failed", False, JobState.FAILED),
+        ("Running", False, None),  # another container still runs
+        ("Failed", True, None),  # a Job deadline or an eviction: the Job's status says
+        (None, False, None),
+    ],
+)
+def test_a_pod_that_ended_by_itself_decides_its_attempt(
+    phase: str | None, deleting: bool, decides: JobState | None
+) -> None:
+    body = pod({"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": NOW}})
+    if phase is not None:
+        body["status"]["phase"] = phase
+    if deleting:
+        body["metadata"]["deletionTimestamp"] = NOW
+    result = pod_result(body)
+    assert result is not None
+    assert result.pod_state is decides
+    assert (result.reason, result.finished_at) == ("OOMKilled", parse_iso(NOW))

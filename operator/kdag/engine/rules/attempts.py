@@ -4,13 +4,20 @@ following it to its end, and backing off while the API server refuses Jobs for n
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from kdag.api import NodePhase, NodeStatus
 from kdag.engine import jobs, names, templating
 from kdag.engine.defaults import effective_node
 from kdag.engine.instance_keys import template_of
-from kdag.engine.model import PODS_REFUSED_REASON, CreateJob, DeleteJob, JobState
+from kdag.engine.model import (
+    PODS_REFUSED_REASON,
+    CreateJob,
+    DeleteJob,
+    JobObservation,
+    JobState,
+)
 from kdag.engine.outputs import failure_message
 from kdag.engine.pass_state import PassState, item_of
 from kdag.engine.rules import outputs, retry, stop
@@ -35,6 +42,7 @@ def observe(state: PassState, key: str, ns: NodeStatus) -> None:
             state, key, ns, NodePhase.FAILED, f"Job {name} was deleted before it finished", None
         )
         return
+    job = decided(job)
     if job.state is JobState.ACTIVE:
         return
     if job.reason == PODS_REFUSED_REASON:
@@ -54,6 +62,21 @@ def observe(state: PassState, key: str, ns: NodeStatus) -> None:
         failure_message(job, timed_out),
         job.exit_code,
         finished,
+    )
+
+
+def decided(job: JobObservation) -> JobObservation:
+    """The attempt as its pod decided it: a Job still active whose one pod has ended is
+    finished as the pod ended (the Job controller marks the Job a second later, after
+    batching its pod events). A Job that ends otherwise (its deadline, a pod deleted before
+    it ended) keeps the Job's own status, which the pod does not override."""
+    if job.state is not JobState.ACTIVE or job.pod_state is None:
+        return job
+    return replace(
+        job,
+        state=job.pod_state,
+        finished_at=job.pod_finished_at or job.finished_at,
+        seen_at=job.pod_seen_at or job.seen_at,
     )
 
 
@@ -131,7 +154,7 @@ def _start(state: PassState, key: str) -> bool:
     ns.refusals = None
     ns.next_attempt_at = None
     ns.exit_code = None
-    if existing is not None and existing.state is not JobState.ACTIVE:
+    if existing is not None and decided(existing).state is not JobState.ACTIVE:
         state.advance_again = True  # adopted a finished Job: observe it in another pass
     return True
 

@@ -4,11 +4,14 @@ API server refuses for now (a full count/jobs.batch ResourceQuota)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from kdag.api import NodePhase, RunPhase
-from kdag.engine.model import PODS_REFUSED_REASON, JobState
+from kdag.engine.model import PODS_REFUSED_REASON, JobObservation, JobState
 from kdag.engine.planner import JOB_REFUSED
+from kdag.engine.rules.attempts import decided
 from kdag.engine.timeutil import parse_iso
 from tests.unit.engine.sim import FAIL, FAN, INSTANCES, Outcome, S, World, workflow
 
@@ -198,3 +201,27 @@ def test_a_refused_node_skipped_after_a_failure_forgets_its_refusal() -> None:
     node = world.node("fan[c]")
     assert node.phase is NodePhase.SKIPPED
     assert (node.reason, node.refusals, node.next_attempt_at) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("job_state", "pod_state", "decided_state"),
+    [
+        (JobState.ACTIVE, None, JobState.ACTIVE),
+        (JobState.ACTIVE, JobState.SUCCEEDED, JobState.SUCCEEDED),
+        (JobState.ACTIVE, JobState.FAILED, JobState.FAILED),
+        # Once the Job has ended, its own status stands (a deadline that raced the pod).
+        (JobState.FAILED, JobState.SUCCEEDED, JobState.FAILED),
+        (JobState.SUCCEEDED, JobState.FAILED, JobState.SUCCEEDED),
+    ],
+)
+def test_an_ended_pod_decides_an_attempt_whose_job_is_still_active(
+    job_state: JobState, pod_state: JobState | None, decided_state: JobState
+) -> None:
+    ended = datetime(2026, 11, 22, 2, 0, 4, tzinfo=UTC)
+    job = JobObservation(
+        "j", "a", 1, job_state, pod_state=pod_state, pod_finished_at=ended, pod_seen_at=ended
+    )
+    result = decided(job)
+    assert result.state is decided_state
+    if decided_state is not job_state:
+        assert (result.finished_at, result.seen_at) == (ended, ended)
