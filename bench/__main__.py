@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             operator = harness.run_operator(env, scenario)
             result["operator"] = operator
-            result["floor"] = None
+            result["floor"] = result["pod_floor"] = None
             result["finished_at"] = report.now_iso()
             if not args.no_floor:
                 # Recorded before the floor runs too: a long scenario stopped during its
@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 report.write_result(out, key, {**result, "floor_pending": True})
                 report.update_doc(doc, report.load_results(out))
                 result["floor"] = harness.run_floor(env, scenario)
+                result["pod_floor"] = harness.run_floor(env, scenario, kind="pods")
                 result["finished_at"] = report.now_iso()
             result["elapsed_s"] = round(time.monotonic() - started, 1)
             path = report.write_result(out, key, result)

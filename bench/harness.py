@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -30,6 +31,7 @@ from bench.shapes import (
     FLOOR_RUN_LABEL,
     Scenario,
     floor_job,
+    floor_pod,
     run_manifest,
     workflow_manifest,
 )
@@ -200,6 +202,7 @@ def _run_operator(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any
     log_path = env.log_dir / f"{scenario.key}-operator.log"
     with (
         JobRecorder(env.client, namespace) as jobs,
+        JobRecorder(env.client, namespace, kind="pods") as pods,
         RunRecorder(env.client, namespace) as runs,
         OperatorUnderTest(
             env.kubeconfig,
@@ -234,7 +237,7 @@ def _run_operator(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any
         proc = operator.stats()
         sizes = _sizes(env, namespace, names[0])
     seen_runs = {r.name: r for r in runs.snapshot()}
-    all_jobs = jobs.snapshot()
+    all_jobs, all_pods = jobs.snapshot(), pods.snapshot()
     phases = {r.phase for r in seen_runs.values()}
     nodes = scenario.nodes
 
@@ -245,6 +248,8 @@ def _run_operator(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any
     attempts = {(j.labels.get(RUN_LABEL), j.annotations.get(INSTANCE)) for j in all_jobs}
     latency_buckets = stats.histogram_delta(op_before, op_after, "kdag_scheduling_latency_seconds")
     observed = stats.observed_latencies(all_jobs, scenario.shape, identify)
+    # kdag acts on a dependency's pod ending, before its Job is marked: measured from there.
+    from_pods = stats.observed_latencies(all_jobs, scenario.shape, identify, all_pods)
     annotated = stats.annotation_latencies(all_jobs, READY_AT)
     starts = [
         min(j.added_at for j in all_jobs if j.labels.get(RUN_LABEL) == name) - created[name]
@@ -285,6 +290,9 @@ def _run_operator(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any
             "ready_at_to_job_seen_ms": stats.ms_summary(annotated["ready_at_to_job_seen"]),
             "dependency_done_to_job_seen_ms": stats.ms_summary(
                 observed["dependency_done_to_job_seen"]
+            ),
+            "dependency_pod_done_to_job_seen_ms": stats.ms_summary(
+                from_pods["dependency_done_to_job_seen"]
             ),
             "run_created_to_first_job_seen_ms": stats.ms_summary(starts),
         },
@@ -335,15 +343,23 @@ def _sizes(env: Env, namespace: str, run: str) -> dict[str, int | None]:
 # --------------------------------------------------------------------- the floor
 
 
-class FloorCreator:
-    """Creates each Job the moment its dependencies are seen finished: kdag's job without
-    kdag (no status, no planning, no Events), so what is left is the cluster's own cost."""
+FloorKind = Literal["jobs", "pods"]
 
-    def __init__(self, env: Env, scenario: Scenario, namespace: str) -> None:
+
+class FloorCreator:
+    """Creates each Job (the Job floor) or bare pod (the pod floor, what Argo Workflows
+    runs) the moment its dependencies are seen finished: kdag's job without kdag (no status,
+    no planning, no Events), so what is left is the cluster's own cost."""
+
+    def __init__(
+        self, env: Env, scenario: Scenario, namespace: str, kind: FloorKind = "jobs"
+    ) -> None:
         self._env = env
         self._scenario = scenario
         self._namespace = namespace
+        self._kind = kind
         self._batch = kubernetes.client.BatchV1Api(env.client)
+        self._core = kubernetes.client.CoreV1Api(env.client)
         self._pool = ThreadPoolExecutor(max_workers=CREATE_THREADS)
         self._lock = threading.Lock()
         shape = scenario.shape
@@ -374,13 +390,16 @@ class FloorCreator:
             self._pool.submit(self._create, run, instance, ready)
 
     def _create(self, run: str, instance: str, ready: float | None) -> None:
-        """Create one Job; `ready` is when its dependencies were seen done (None: a root,
-        not counted, like the roots the operator creates in a run's first pass)."""
-        manifest = floor_job(
-            self._namespace, run, instance, self._scenario.shape, self._env.node_group
-        )
+        """Create one Job or pod; `ready` is when its dependencies were seen done (None: a
+        root, not counted, like the roots the operator creates in a run's first pass)."""
+        args = (self._namespace, run, instance, self._scenario.shape, self._env.node_group)
         try:
-            self._batch.create_namespaced_job(self._namespace, manifest)  # type: ignore[arg-type]
+            if self._kind == "pods":
+                manifest = floor_pod(*args)
+                self._core.create_namespaced_pod(self._namespace, manifest)  # type: ignore[arg-type]
+            else:
+                manifest = floor_job(*args)
+                self._batch.create_namespaced_job(self._namespace, manifest)  # type: ignore[arg-type]
         except ApiException as exc:
             self.errors.append(f"{manifest['metadata']['name']}: {exc.status} {exc.reason}")
             self.finished.set()
@@ -418,16 +437,17 @@ class FloorCreator:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_floor(env: Env, scenario: Scenario) -> dict[str, Any]:
-    return _in_namespace(env, scenario, "floor", _run_floor)
+def run_floor(env: Env, scenario: Scenario, kind: FloorKind = "jobs") -> dict[str, Any]:
+    variant = "floor" if kind == "jobs" else "podfloor"
+    return _in_namespace(env, scenario, variant, partial(_run_floor, kind=kind))
 
 
-def _run_floor(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any]:
-    creator = FloorCreator(env, scenario, namespace)
-    with JobRecorder(env.client, namespace, on_done=creator.on_done) as jobs:
+def _run_floor(env: Env, scenario: Scenario, namespace: str, kind: FloorKind) -> dict[str, Any]:
+    creator = FloorCreator(env, scenario, namespace, kind)
+    with JobRecorder(env.client, namespace, on_done=creator.on_done, kind=kind) as jobs:
         api_before, cp_before = kube.apiserver_samples(), kube.control_plane_cpu(env.cluster_dir)
         own_before = kube.proc_stats(os.getpid()).cpu_seconds
-        logger.info("%s: floor, %d Jobs in %s", scenario.key, scenario.nodes, namespace)
+        logger.info("%s: %s floor, %d in %s", scenario.key, kind, scenario.nodes, namespace)
         started = time.time()
         creator.start()
         completed = creator.finished.wait(scenario.timeout_seconds) and not creator.errors

@@ -175,33 +175,48 @@ def floor_job(
     namespace: str, run: str, instance: str, shape: Shape, node_group: str
 ) -> dict[str, Any]:
     """The Job kdag would create for this node, minus kdag's labels and owner reference."""
-    labels = {FLOOR_RUN_LABEL: run}
-    annotations: Mapping[str, str] = {FLOOR_INSTANCE_ANNOTATION: instance}
+    pod = floor_pod(namespace, run, instance, shape, node_group)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": floor_job_name(run, instance),
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": dict(annotations),
-        },
+        "metadata": pod["metadata"],
         "spec": {
             "backoffLimit": 0,
             "template": {
-                "metadata": {"labels": labels, "annotations": pod_annotations(shape)},
-                "spec": {
-                    **pod_placement(node_group),
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": IMAGE,
-                            "terminationMessagePolicy": "FallbackToLogsOnError",
-                        }
-                    ],
+                "metadata": {
+                    "labels": pod["metadata"]["labels"],
+                    "annotations": pod_annotations(shape),
                 },
+                "spec": pod["spec"],
             },
+        },
+    }
+
+
+def floor_pod(
+    namespace: str, run: str, instance: str, shape: Shape, node_group: str
+) -> dict[str, Any]:
+    """The pod of that Job, created bare: what an engine that runs pods (Argo) creates."""
+    annotations: Mapping[str, str] = {FLOOR_INSTANCE_ANNOTATION: instance}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": floor_job_name(run, instance),
+            "namespace": namespace,
+            "labels": {FLOOR_RUN_LABEL: run},
+            "annotations": {**annotations, **pod_annotations(shape)},
+        },
+        "spec": {
+            **pod_placement(node_group),
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": IMAGE,
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                }
+            ],
         },
     }
 

@@ -97,28 +97,27 @@ Identify = Callable[[JobSeen], tuple[str, str] | None]
 
 
 def observed_latencies(
-    jobs: Iterable[JobSeen], shape: Shape, identify: Identify
+    jobs: Iterable[JobSeen],
+    shape: Shape,
+    identify: Identify,
+    finished_by: Iterable[JobSeen] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds from "the last dependency was seen finished" to "the Job was seen created".
 
-    Both ends are this harness's watch of the same Jobs, so the figure means the same with
-    and without the operator: what a user watching the cluster sees. Root nodes have no
-    dependency and are reported separately (`start`: run seen created -> root Job seen).
+    Both ends are this harness's watch, so the figure means the same with and without the
+    operator: what a user watching the cluster sees. A dependency is finished when its Jobs
+    are, or, with `finished_by` (the pods), when its pods are. Root nodes have no dependency
+    and are reported separately (`start`: run seen created -> root Job seen).
     """
-    by_run: dict[str, dict[str, list[JobSeen]]] = {}
-    for job in jobs:
-        found = identify(job)
-        if found is None:
-            continue
-        run, instance = found
-        by_run.setdefault(run, {}).setdefault(template_of(instance), []).append(job)
+    created = _by_run_and_template(jobs, identify)
+    finished = created if finished_by is None else _by_run_and_template(finished_by, identify)
     waits: list[float] = []
-    for templates in by_run.values():
+    for run, templates in created.items():
         done: dict[str, float] = {}
-        for name, members in templates.items():
-            finished = [j.done_at for j in members if j.done_at is not None]
-            if len(finished) == len(members):
-                done[name] = max(finished)
+        for name, members in finished.get(run, {}).items():
+            ended = [j.done_at for j in members if j.done_at is not None]
+            if len(ended) == len(members):
+                done[name] = max(ended)
         for name, members in templates.items():
             deps = shape.deps.get(name, ())
             if not deps or any(d not in done for d in deps):
@@ -126,6 +125,18 @@ def observed_latencies(
             ready = max(done[d] for d in deps)
             waits.extend(j.added_at - ready for j in members)
     return {"dependency_done_to_job_seen": waits}
+
+
+def _by_run_and_template(
+    seen: Iterable[JobSeen], identify: Identify
+) -> dict[str, dict[str, list[JobSeen]]]:
+    by_run: dict[str, dict[str, list[JobSeen]]] = {}
+    for obj in seen:
+        found = identify(obj)
+        if found is not None:
+            run, instance = found
+            by_run.setdefault(run, {}).setdefault(template_of(instance), []).append(obj)
+    return by_run
 
 
 def annotation_latencies(jobs: Iterable[JobSeen], ready_at_key: str) -> dict[str, list[float]]:

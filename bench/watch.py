@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -45,6 +45,12 @@ class RunSeen:
     nodes: int = 0
     max_bytes: int = 0
     sized_at: float = 0.0
+
+
+def _pod_finished(pod: dict[str, Any]) -> bool | None:
+    """True/False once the pod is Succeeded/Failed, None while it is not finished."""
+    phase = (pod.get("status") or {}).get("phase")
+    return None if phase not in ("Succeeded", "Failed") else phase == "Succeeded"
 
 
 def _job_finished(job: dict[str, Any]) -> bool | None:
@@ -161,20 +167,27 @@ class _Recorder:
 
 
 class JobRecorder(_Recorder):
-    """Every Job of a namespace: first seen, first seen finished. `on_done` is called once per
-    Job, in the watch thread, the moment it is seen finished (the floor's creator uses it)."""
+    """Every Job (or, with kind "pods", every pod) of a namespace: first seen, first seen
+    finished. `on_done` is called once per object, in the watch thread, the moment it is
+    seen finished (the floors' creators use it)."""
 
     def __init__(
         self,
         client: kubernetes.client.ApiClient,
         namespace: str,
         on_done: Callable[[JobSeen], None] | None = None,
+        kind: Literal["jobs", "pods"] = "jobs",
     ) -> None:
         self.jobs: dict[str, JobSeen] = {}
         self._on_done = on_done
         self._lock = threading.Lock()
-        batch = kubernetes.client.BatchV1Api(client)
-        self._watch = NamespaceWatch(batch.list_namespaced_job, namespace, self._handle)
+        if kind == "pods":
+            list_fn = kubernetes.client.CoreV1Api(client).list_namespaced_pod
+            self._finished = _pod_finished
+        else:
+            list_fn = kubernetes.client.BatchV1Api(client).list_namespaced_job
+            self._finished = _job_finished
+        self._watch = NamespaceWatch(list_fn, namespace, self._handle)
 
     def _handle(self, kind: str, job: dict[str, Any], received: float) -> None:
         if kind not in ("ADDED", "MODIFIED"):
@@ -192,7 +205,7 @@ class JobRecorder(_Recorder):
                     added_at=received,
                 )
                 self.jobs[name] = seen
-            finished = _job_finished(job)
+            finished = self._finished(job)
             newly_done = finished is not None and seen.done_at is None
             if newly_done:
                 seen.done_at, seen.succeeded = received, finished

@@ -30,6 +30,7 @@ def quick_results(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
 def test_scenario_result_is_well_formed(quick_results: Path, key: str) -> None:
     result = json.loads((quick_results / f"{key}.json").read_text())
     scenario, operator, floor = result["scenario"], result["operator"], result["floor"]
+    pod_floor = result["pod_floor"]
     assert scenario["quick"] is True
     assert operator["completed"] is True
     assert operator["runs_succeeded"] == scenario["runs"]
@@ -39,12 +40,17 @@ def test_scenario_result_is_well_formed(quick_results: Path, key: str) -> None:
     assert floor["completed"] is True
     assert floor["jobs"] == scenario["nodes"]
     assert floor["failed_jobs"] == 0
-    for part in (operator, floor):
+    # The pod floor runs the same shape as bare pods (its "jobs" are pods).
+    assert pod_floor["completed"] is True
+    assert pod_floor["jobs"] == scenario["nodes"]
+    assert pod_floor["failed_jobs"] == 0
+    for part in (operator, floor, pod_floor):
         assert part["timing"]["makespan_s"] > 0
         assert part["api_writes"]["total"] > 0
     latency = operator["scheduling_latency"]
     assert latency["histogram"]["count"] == scenario["nodes"]
     assert latency["dependency_done_to_job_seen_ms"]["count"] > 0
+    assert latency["dependency_pod_done_to_job_seen_ms"]["count"] > 0
     assert operator["operator_writes"]["by_resource"]["jobs create"] == scenario["nodes"]
     assert operator["operator"]["rss_peak_mib"] > 0
     assert operator["run_object"]["kubectl_json_bytes"] > 0
