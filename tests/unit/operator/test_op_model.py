@@ -3,7 +3,8 @@
 Hypothesis drives one run through arbitrary interleavings of
 - user actions: cancel, suspend/resume, approve, reject, rerun, a Job deleted by hand, an
   edit of the Workflow the run was started from;
-- the cluster: Jobs finishing (succeeded or failed, with outputs);
+- the cluster: pods ending (succeeded or failed, with outputs) and their Jobs marked after
+  them, in agreement or not (a deadline passing in between), or Jobs finishing at once;
 - server faults at every API call of a pass, before the call or after it (the write landed
   but its answer was lost): 500, 429, a full quota; and users writing between the pass's
   own writes;
@@ -372,13 +373,37 @@ class OperatorModel(RuleBasedStateMachine):
     # ------------------------------------------------------------ the cluster
 
     @rule(data=st.data(), ok=st.booleans(), outputs=st.booleans())
+    def a_pod_ends(self, data: st.DataObject, ok: bool, outputs: bool) -> None:
+        """A Job's pod ends; the Job controller marks the Job later (`a_job_finishes`)."""
+        running = sorted(
+            name
+            for (_, name), job in self.kube.jobs.items()
+            if not job["status"] and (NS, f"{name}-pod") not in self.kube.pods
+        )
+        if not running:
+            return
+        name = data.draw(st.sampled_from(running))
+        extra = {"message": '{"rows": "3"}'} if outputs else {}
+        self.kube.record("pod", "MODIFIED", self.kube.end_pod(NS, name, ok=ok, **extra))
+
+    @rule(data=st.data(), ok=st.booleans(), outputs=st.booleans())
     def a_job_finishes(self, data: st.DataObject, ok: bool, outputs: bool) -> None:
         active = sorted(name for (_, name), job in self.kube.jobs.items() if not job["status"])
         if not active:
             return
         name = data.draw(st.sampled_from(active))
-        extra = {"message": '{"rows": "3"}'} if outputs else {}
-        self.kube.finish_job(NS, name, ok=ok, **extra)
+        extra: dict[str, str] = {"message": '{"rows": "3"}'} if outputs else {}
+        ended = self.kube.pods.get((NS, f"{name}-pod"))
+        if ended is None:
+            self.kube.finish_job(NS, name, ok=ok, **extra)
+        else:
+            # The Job follows its pod, or its deadline passes in the second between the
+            # pod ending and the Job being marked: a Job Failed after its pod succeeded.
+            pod_ok = ended["status"]["phase"] == "Succeeded"
+            if pod_ok and not ok:
+                extra["reason"] = "DeadlineExceeded"
+            self.kube.finish_job(NS, name, ok=ok and pod_ok, **extra)
+            self.kube.pods[(NS, f"{name}-pod")] = ended  # a pod that ended stays as it ended
         self.kube.record("job", "MODIFIED", self.kube.jobs[(NS, name)])
         self.kube.record("pod", "ADDED", self.kube.pods[(NS, f"{name}-pod")])
 
