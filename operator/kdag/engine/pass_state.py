@@ -47,12 +47,19 @@ class PassState:
     ) -> None:
         self.ctx = ctx
         self.old = status
-        # Node entries are copied one level deep (their fields are replaced, never mutated in
-        # place); the workflow snapshot is never modified, so it is shared, not copied.
+        # The given status is never changed. Node entries a pass may change are copied one
+        # level deep (their fields are replaced, never mutated in place); finished and pending
+        # ones, most of a big run and rarely changed, are shared until `writable` copies one.
+        # The workflow snapshot is never modified, so it is shared too.
         self.status = status.model_copy()
-        self.nodes: dict[str, NodeStatus] = {
-            k: v.model_copy() for k, v in (status.nodes or {}).items()
-        }
+        self.nodes: dict[str, NodeStatus] = {}
+        self._shared: set[str] = set()
+        for key, node in (status.nodes or {}).items():
+            if node.phase.terminal or node.phase is NodePhase.PENDING:
+                self.nodes[key] = node
+                self._shared.add(key)
+            else:
+                self.nodes[key] = node.model_copy()
         self.status.nodes = self.nodes
         self.observed = observed
         self.now = now
@@ -93,8 +100,16 @@ class PassState:
 
     # ----------------------------------------------------------------- phase changes
 
+    def writable(self, key: str) -> NodeStatus:
+        """The node's entry, this pass's own copy: the one to change."""
+        if key in self._shared:
+            self._shared.discard(key)
+            self.nodes[key] = self.nodes[key].model_copy()
+        return self.nodes[key]
+
     def move(self, ns: NodeStatus, phase: NodePhase) -> None:
-        """A non-terminal phase change (Queued, Running, Retrying, WaitingForApproval)."""
+        """A non-terminal phase change (Queued, Running, Retrying, WaitingForApproval) of a
+        writable entry."""
         ns.phase = phase
 
     def finish_node(
@@ -106,7 +121,7 @@ class PassState:
         finished_at: str | None = None,
     ) -> None:
         """Make the node terminal. Never retries: callers that retry use retry.attempt_failed."""
-        ns = self.nodes[key]
+        ns = self.writable(key)
         self.views = None
         ns.phase = phase
         ns.message = message
@@ -120,7 +135,7 @@ class PassState:
 
     def skip_node(self, key: str, reason: SkipReason, message: str) -> None:
         """Skip a node that never ran (or whose retry or refusal is abandoned before a start)."""
-        ns = self.nodes[key]
+        ns = self.writable(key)
         self.views = None
         ns.phase = NodePhase.SKIPPED
         ns.skip_reason = reason
@@ -135,11 +150,13 @@ class PassState:
         """A new entry for `key`: a node or instance created, a rerun's reset, a fan-out
         found to have no items."""
         self.views = None
+        self._shared.discard(key)
         self.nodes[key] = ns
 
     def remove_node(self, key: str) -> None:
         """Drop an entry (a fan-out's placeholder, replaced by its instances)."""
         self.views = None
+        self._shared.discard(key)
         del self.nodes[key]
 
     def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:

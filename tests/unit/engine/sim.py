@@ -114,15 +114,24 @@ class World:
     def step(self) -> PlanResult:
         """One pass, as the operator makes it: plan, apply; when the quota refused a create,
         plan again told so, and record that plan."""
-        result = plan(self.context(), self.status, Observed(dict(self.jobs)), self.now)
+        result = self._plan({})
         refused = self._apply(result)
         if refused:
-            result = plan(self.context(), self.status, Observed(dict(self.jobs), refused), self.now)
+            result = self._plan(refused)
             assert not self._apply(result), "a plan told of refusals asked for a new Job"
         self.last = result
         self.status = result.status
         running = sum(1 for j in self.jobs.values() if j.state is JobState.ACTIVE)
         self.max_running_seen = max(self.max_running_seen, running)
+        return result
+
+    def _plan(self, refused: dict[str, str]) -> PlanResult:
+        """The planner never changes the status it is given: the operator keeps it as the
+        stored status (and shares its unchanged nodes with the next one)."""
+        given = self.status.model_dump() if self.status is not None else None
+        result = plan(self.context(), self.status, Observed(dict(self.jobs), refused), self.now)
+        after = self.status.model_dump() if self.status is not None else None
+        assert after == given, "the planner changed the status it was given"
         return result
 
     def _apply(self, result: PlanResult) -> dict[str, str]:

@@ -64,6 +64,7 @@ def advance_pending(state: PassState, key: str, ns: NodeStatus, deps: Dependenci
         return
     if spec.when is not None and not _when_allows(state, key, ns, spec.when):
         return
+    ns = state.writable(key)
     if spec.approval is not None:
         approval.request(state, key, ns, spec)
         return

@@ -101,8 +101,9 @@ def test_a_pending_dependent_is_queued_skipped_or_left_waiting(
     phase: NodePhase, skip: SkipReason | None, after: NodePhase, message: str | None
 ) -> None:
     state = _state({"up": _node(phase, skip)})
-    down = state.nodes["down"]
-    readiness.advance_pending(state, "down", down, readiness.dependency_state(state, "down"))
+    pending = state.nodes["down"]
+    readiness.advance_pending(state, "down", pending, readiness.dependency_state(state, "down"))
+    down = state.nodes["down"]  # the pass's own copy once it changed
     assert down.phase is after
     assert down.message == message
     assert down.skip_reason == (R.UPSTREAM if after is P.SKIPPED else None)
