@@ -53,6 +53,8 @@ stop() {
   rm -f "$pidfile"
 }
 
+stop apiserver-forward "${HERE}/apiserver_forward.py"
+
 # 2. The kubelet first, so it does not restart what we remove next.
 stop kubelet "$state/kubelet.yaml"
 
@@ -124,6 +126,7 @@ rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null || true
 left=()
 pgrep -f -- "--config=$state/kubelet.yaml" >/dev/null && left+=("kubelet")
 pgrep -f -- "containerd --config $state/containerd.toml" >/dev/null && left+=("containerd")
+pgrep -f -- "${HERE}/apiserver_forward.py" >/dev/null && left+=("apiserver-forward")
 pgrep -f "containerd-shim-runc-v2 .*-address ${REAL_NODE_SOCK}" >/dev/null && left+=("containerd shims")
 awk -v a="$state/" -v b="${REAL_NODE_RUN}/" 'index($5, a) == 1 || index($5, b) == 1 {f=1} END {exit !f}' \
   /proc/self/mountinfo && left+=("mounts under $state or ${REAL_NODE_RUN}")

@@ -257,4 +257,11 @@ if ! kubectl wait --for=condition=Ready "node/${REAL_NODE_NAME}" --timeout=120s 
   die "node ${REAL_NODE_NAME} not Ready: $(kubectl get node "${REAL_NODE_NAME}" \
     -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}'); logs: $state/logs"
 fi
+# Pods reach the API server at the `kubernetes` Service's endpoint, the node's
+# address (apiserver_forward.py says why).
+api_port=${server##*:}
+start apiserver-forward "${HERE}/apiserver_forward.py" \
+  python3 "${HERE}/apiserver_forward.py" "$node_ip" "$api_port"
+echo "$node_ip $api_port" >"${REAL_NODE_RUN}/apiserver-endpoint"
+
 log "node ${REAL_NODE_NAME} is Ready (${node_ip})"

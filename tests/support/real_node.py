@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from tests.support.cluster import HACK
@@ -21,6 +22,8 @@ NODE_LABEL = "kdag.dev/real-node"
 TAINT_KEY = "kdag.dev/real-node"
 # hack/real-node/env.sh; built from Debian's busybox-static, never pulled.
 BUSYBOX = "kdag.local/busybox:debian"
+# Built by hack/build-image.sh under this name and imported under it, never pulled.
+OPERATOR_IMAGE = "kdag.local/kdag-operator:e2e"
 
 
 def _last_line(text: str) -> str:
@@ -65,3 +68,45 @@ def on_real_node(**defaults: Any) -> dict[str, Any]:
         "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
     }
     return {"image": BUSYBOX, "podTemplate": pod_template, **defaults}
+
+
+def apiserver_endpoint() -> tuple[str, int]:
+    """Where pods on the real node reach the API server (hack/real-node/apiserver_forward.py):
+    the `kubernetes` Service's endpoint, forwarded by up.sh."""
+    host, port = Path("/run/kdag-real-node/apiserver-endpoint").read_text().split()
+    return host, int(port)
+
+
+@functools.cache
+def operator_image() -> str:
+    """The operator image (`make image`'s hack/build-image.sh), imported into the real node's
+    containerd; its reference. Raises when the build fails: a test that asks for it fails."""
+    archive = Path(_cache_dir()) / "real-node" / "images" / "operator.tar"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["bash", str(HACK / "build-image.sh"), "--archive", str(archive)],
+        env={**os.environ, "IMAGE": OPERATOR_IMAGE},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        ["bash", str(HACK / "real-node" / "images.sh"), str(archive)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return OPERATOR_IMAGE
+
+
+def _cache_dir() -> str:
+    return subprocess.run(
+        [
+            "bash",
+            "-c",
+            'source "$1" && printf %s "$KDAG_CACHE"',
+            "bash",
+            str(HACK / "cluster-env.sh"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
