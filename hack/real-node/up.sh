@@ -159,17 +159,30 @@ EOF
 
 # start NAME PATTERN CMD...: run CMD as a daemon in its own session (so it
 # outlives this script and a test session's process group), logging to
-# logs/NAME.log, unless its pid file names a live one.
+# logs/NAME.log, unless its pid file names a live one started from the same
+# command line and the same INPUTS (files: its configuration, credentials).
+# One started from others (this script changed, or the cluster was recreated
+# with a new CA and port) is stopped and started again.
 start() {
-  local name=$1 pattern=$2
+  local name=$1 pattern=$2 pid sum f
   shift 2
+  sum=$({
+    printf '%s\n' "$@"
+    for f in ${INPUTS:-}; do cat "$f"; done
+  } | sha256sum | cut -c1-16)
   if alive "${REAL_NODE_RUN}/$name.pid" "$pattern"; then
-    return 0
+    [[ $(cat "${REAL_NODE_RUN}/$name.sum" 2>/dev/null) == "$sum" ]] && return 0
+    log "restarting $name (its configuration changed)"
+    pid=$(<"${REAL_NODE_RUN}/$name.pid")
+    kill -TERM "$pid"
+    while [[ -e /proc/$pid ]]; do sleep 0.1; done # no exit event to wait on from bash
+  else
+    log "starting $name"
   fi
-  log "starting $name"
   # 8>&-: the daemon must not inherit (and hold forever) our lock.
   setsid "$@" >>"$state/logs/$name.log" 2>&1 </dev/null 8>&- &
   echo $! >"${REAL_NODE_RUN}/$name.pid"
+  echo "$sum" >"${REAL_NODE_RUN}/$name.sum"
 }
 
 # wait_until DAEMON WHAT SECONDS CMD...: poll CMD (there is no event to wait
@@ -188,7 +201,7 @@ wait_until() {
   done
 }
 
-start containerd "$state/containerd.toml" /usr/bin/containerd --config "$state/containerd.toml"
+INPUTS="$state/containerd.toml" start containerd "$state/containerd.toml" /usr/bin/containerd --config "$state/containerd.toml"
 wait_until containerd containerd 60 ctr --address "${REAL_NODE_SOCK}" version
 
 bash "${HERE}/images.sh"
@@ -243,7 +256,8 @@ if [[ -e /sys/fs/cgroup/cpuset/cpuset.cpus ]]; then
   cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset${REAL_NODE_CGROUP_ROOT}/cpuset.mems"
 fi
 
-start kubelet "$state/kubelet.yaml" "$kubelet_bin" \
+INPUTS="$state/kubelet.yaml $state/kubeconfig $state/pki/client.crt" \
+  start kubelet "$state/kubelet.yaml" "$kubelet_bin" \
   --config="$state/kubelet.yaml" \
   --kubeconfig="$state/kubeconfig" \
   --root-dir="$state/kubelet" \
