@@ -28,6 +28,8 @@ kubectl() { timeout 30 "${KDAG_BIN}/kubectl" --kubeconfig "$kubeconfig" --reques
 # 1. Let the kubelet stop its pods properly (CNI DEL releases their addresses
 # and veths), then remove the Node so nothing is scheduled to it any more.
 if alive "${REAL_NODE_RUN}/kubelet.pid" "$state/kubelet.yaml" && kubectl get node "$node" >/dev/null 2>&1; then
+  # Cordoned first, so a controller's replacement pod is not scheduled back here.
+  kubectl cordon "$node" >/dev/null 2>&1 || true
   kubectl delete pods -A --field-selector "spec.nodeName=$node" --grace-period=1 --wait=false >/dev/null 2>&1 || true
   # Polled: `kubectl wait --for=delete` cannot wait on a field selector.
   for ((i = 0; i < 60; i++)); do
@@ -53,7 +55,8 @@ stop() {
   rm -f "$pidfile"
 }
 
-stop apiserver-forward "${HERE}/apiserver_forward.py"
+# Patterns name no checkout: another worktree's up.sh may have started them.
+stop apiserver-forward real-node/apiserver_forward.py
 
 # 2. The kubelet first, so it does not restart what we remove next.
 stop kubelet "$state/kubelet.yaml"
@@ -126,7 +129,7 @@ rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null || true
 left=()
 pgrep -f -- "--config=$state/kubelet.yaml" >/dev/null && left+=("kubelet")
 pgrep -f -- "containerd --config $state/containerd.toml" >/dev/null && left+=("containerd")
-pgrep -f -- "${HERE}/apiserver_forward.py" >/dev/null && left+=("apiserver-forward")
+pgrep -f -- "real-node/apiserver_forward.py" >/dev/null && left+=("apiserver-forward")
 pgrep -f "containerd-shim-runc-v2 .*-address ${REAL_NODE_SOCK}" >/dev/null && left+=("containerd shims")
 awk -v a="$state/" -v b="${REAL_NODE_RUN}/" 'index($5, a) == 1 || index($5, b) == 1 {f=1} END {exit !f}' \
   /proc/self/mountinfo && left+=("mounts under $state or ${REAL_NODE_RUN}")

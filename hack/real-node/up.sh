@@ -274,7 +274,7 @@ fi
 # Pods reach the API server at the `kubernetes` Service's endpoint, the node's
 # address (apiserver_forward.py says why).
 api_port=${server##*:}
-start apiserver-forward "${HERE}/apiserver_forward.py" \
+start apiserver-forward real-node/apiserver_forward.py \
   python3 "${HERE}/apiserver_forward.py" "$node_ip" "$api_port"
 echo "$node_ip $api_port" >"${REAL_NODE_RUN}/apiserver-endpoint"
 
