@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import real_node
-from tests.support.cluster import Cluster, cluster_up
+from tests.support.cluster import Cluster, cluster_up, current_kubeconfig, default_kubeconfig
 from tests.support.operator import operator_namespace
 
 
@@ -43,6 +43,11 @@ def cluster() -> Cluster:
     if os.geteuid() != 0:
         # Known before starting anything, so a non-root run skips at once.
         pytest.skip("the real node needs root (containerd, mounts, network namespaces)")
+    kubeconfig = current_kubeconfig()
+    if os.environ.get("KUBECONFIG") and kubeconfig != default_kubeconfig():
+        pytest.skip(
+            f"KUBECONFIG is another cluster ({kubeconfig}); the real node joins only the local one"
+        )
     found = cluster_up()
     os.environ["KUBECONFIG"] = str(found.kubeconfig)
     reason = real_node.start()
