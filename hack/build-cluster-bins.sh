@@ -5,7 +5,8 @@
 # Components: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 # (k8s.io/kubernetes), kwok and kwokctl (sigs.k8s.io/kwok), etcd
 # (go.etcd.io/etcd/server/v3) and helm (helm.sh/helm/v3); with the argument
-# "kind", also kind (sigs.k8s.io/kind) for the e2e tests.
+# "kubelet", also the kubelet (k8s.io/kubernetes/cmd/kubelet) for the real
+# node (hack/real-node-up.sh); with "kind", also kind (sigs.k8s.io/kind).
 #
 # Idempotent: a component whose binaries are already in the cache is not
 # rebuilt, so a warm run only prints the versions (seconds). Cold, on 2 cores,
@@ -99,13 +100,13 @@ build_etcd() {
   mv "${KDAG_BIN}/server" "${KDAG_BIN}/etcd"
 }
 
-build_kubernetes() {
-  have kube-apiserver kube-controller-manager kube-scheduler kubectl && return 0
-  # k8s.io/kubernetes requires its staging modules as v0.0.0 and points them
-  # at ./staging with replace directives, which do not apply to a dependency.
-  # Re-point every staging module at its published v0.X.Y tag instead; the
-  # list is read from kubernetes' own go.mod so it can never drift.
-  local gomod staging m replace ldflags major minor pkg
+# kubernetes_replace: k8s.io/kubernetes requires its staging modules as
+# v0.0.0 and points them at ./staging with replace directives, which do not
+# apply to a dependency. This prints a replace block re-pointing every staging
+# module at its published v0.X.Y tag instead; the list is read from
+# kubernetes' own go.mod so it can never drift.
+kubernetes_replace() {
+  local gomod staging m replace
   gomod=$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" |
     sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
   staging=$(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod")
@@ -113,21 +114,30 @@ build_kubernetes() {
   replace="replace ("$'\n'
   for m in $staging; do replace+="	$m => $m v0.${K8S_VERSION#v1.}"$'\n'; done
   replace+=")"
+  printf '%s' "$replace"
+}
 
-  # The variables Kubernetes' own hack/lib/version.sh stamps, so that
-  # `kube-apiserver --version` and `kubectl version` report ${K8S_VERSION}.
+# kubernetes_ldflags: the variables Kubernetes' own hack/lib/version.sh
+# stamps, so that `--version` reports ${K8S_VERSION}.
+kubernetes_ldflags() {
+  local major minor pkg ldflags=""
   major=${K8S_VERSION#v}
   major=${major%%.*}
   minor=${K8S_VERSION#v*.}
   minor=${minor%%.*}
-  ldflags=""
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X ${pkg}.gitVersion=${K8S_VERSION}"
     ldflags+=" -X ${pkg}.gitMajor=${major} -X ${pkg}.gitMinor=${minor}"
     ldflags+=" -X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=1970-01-01T00:00:00Z"
   done
+  printf '%s' "$ldflags"
+}
+
+build_kubernetes() {
+  have kube-apiserver kube-controller-manager kube-scheduler kubectl && return 0
   # One `go build` for all four: they share most packages and link in parallel.
-  REPLACE="$replace" component kubernetes k8s.io/kubernetes "${K8S_VERSION}" "$ldflags" \
+  REPLACE="$(kubernetes_replace)" component kubernetes k8s.io/kubernetes "${K8S_VERSION}" \
+    "$(kubernetes_ldflags)" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler \
@@ -166,6 +176,16 @@ build_helm() {
 
 # Only on request (`build-cluster-bins.sh kind`): the e2e tests need it, and
 # only where a Docker engine runs.
+# Only on request (`build-cluster-bins.sh kubelet`): the real node
+# (hack/real-node-up.sh) needs it; the KWOK cluster does not. Its own wrapper
+# module (kubelet-VERSION), so the four-binary build above is untouched.
+# CGO_ENABLED=0 as for the others: upstream releases the kubelet static too.
+build_kubelet() {
+  have kubelet && return 0
+  REPLACE="$(kubernetes_replace)" component kubelet k8s.io/kubernetes "${K8S_VERSION}" \
+    "$(kubernetes_ldflags)" k8s.io/kubernetes/cmd/kubelet
+}
+
 build_kind() {
   have kind && return 0
   component kind sigs.k8s.io/kind "${KIND_VERSION}" "" sigs.k8s.io/kind
@@ -185,6 +205,7 @@ timed kwok build_kwok
 timed etcd build_etcd
 timed kubernetes build_kubernetes
 timed helm build_helm
+if [[ " $* " == *" kubelet "* ]]; then timed kubelet build_kubelet; fi
 if [[ " $* " == *" kind "* ]]; then timed kind build_kind; fi
 log "done in $((SECONDS - start))s"
 
@@ -200,7 +221,7 @@ first_line() {
 # Report what is in the cache, so a warm run shows what you have.
 {
   printf '%-24s %8s  %s\n' binary size version
-  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl helm kind; do
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kwok kwokctl helm kind; do
     [[ -x "${KDAG_BIN}/$b" ]] || continue
     case $b in
       kubectl) v=$(first_line "${KDAG_BIN}/$b" version --client) ;;

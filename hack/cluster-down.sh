@@ -8,6 +8,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/cluster-env.sh
 source "${HERE}/cluster-env.sh"
 
+# The real node first (if it joined this cluster): its kubelet must stop its
+# containers while the API server still answers.
+if [[ -s /run/kdag-real-node/cluster && $(</run/kdag-real-node/cluster) == "${KDAG_CLUSTER}" ]]; then
+  bash "${HERE}/real-node/down.sh"
+fi
+
 export KWOK_WORKDIR="${KDAG_CACHE}/kwok"
 # The whole list is read before matching: `grep -q` in a pipe exits at the first match,
 # and under pipefail kwokctl dying of SIGPIPE made the check fail at random.

@@ -2,7 +2,8 @@
 # Bring up (or reuse) kdag's local Kubernetes control plane: etcd,
 # kube-apiserver, kube-controller-manager and kube-scheduler from the binaries
 # hack/build-cluster-bins.sh built, run by `kwokctl --runtime=binary`, with
-# KWOK simulating three nodes and pod lifecycles (hack/kwok/).
+# KWOK simulating three nodes and pod lifecycles (hack/kwok/). With
+# REAL_NODE=1, also a real node: a kubelet with containerd (hack/real-node/).
 #
 # Returns once the API is ready, the nodes are Ready and the `default`
 # ServiceAccount exists. The LAST line printed is
@@ -84,6 +85,27 @@ componentsPatches:
   extraArgs:
   - key: enable-admission-plugins
     value: OwnerReferencesPermissionEnforcement
+  # For the real node (hack/real-node/up.sh, REAL_NODE=1): the API server
+  # proxies logs and exec to a kubelet, which authenticates it by this client
+  # certificate (the cluster CA signed it; it is in system:masters), and
+  # reaches it at its InternalIP: the real node's Hostname does not resolve.
+  # KWOK's nodes have only a Hostname address, so they are reached as before.
+  - key: kubelet-client-certificate
+    value: ${KWOK_WORKDIR}/clusters/${KDAG_CLUSTER}/pki/admin.crt
+  - key: kubelet-client-key
+    value: ${KWOK_WORKDIR}/clusters/${KDAG_CLUSTER}/pki/admin.key
+  - key: kubelet-preferred-address-types
+    value: InternalIP,Hostname,InternalDNS,ExternalDNS,ExternalIP
+# KWOK manages only its fake nodes (hack/kwok/nodes.yaml annotates them), never
+# the real node's kubelet: kwokctl's binary runtime passes
+# --manage-all-nodes=true, which this overrides.
+- name: kwok-controller
+  extraArgs:
+  - key: manage-all-nodes
+    value: "false"
+    override: true
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
 # A throwaway test cluster: etcd need not fsync, which makes every write (and
 # so every test) faster on slow disks.
 - name: etcd
@@ -191,6 +213,13 @@ kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >&2
 # The serviceaccount controller (kube-controller-manager) creates it; without
 # it no pod can be admitted in `default`.
 kubectl wait --for=create serviceaccount/default -n default --timeout=120s >&2
+
+# REAL_NODE=1 (make cluster-up REAL_NODE=1): also a real kubelet node with
+# containerd, joined to this control plane (hack/real-node/up.sh).
+if [[ "${REAL_NODE:-0}" == 1 ]]; then
+  bash "${HERE}/build-cluster-bins.sh" kubelet >/dev/null
+  bash "${HERE}/real-node/up.sh"
+fi
 
 log "ready in $((SECONDS - start))s (kubectl: ${KDAG_BIN}/kubectl)"
 echo "export KUBECONFIG=${KDAG_KUBECONFIG}"
