@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import pytest
-
 from kdag.engine.names import run_label
 from tests.support.cluster import job_of, kubectl, wait_for
 from tests.support.operator import (
@@ -120,16 +118,6 @@ def test_a_node_timeout_is_a_real_active_deadline_kill(namespace: str) -> None:
     assert _seconds(slow["finishedAt"]) - _seconds(slow["startedAt"]) < 60, slow
 
 
-class KdagGapError(Exception):
-    """What the real node shows and kdag does not report yet (a strict xfail)."""
-
-
-@pytest.mark.xfail(
-    raises=KdagGapError,
-    strict=True,
-    reason="kdag reports the exit code and log tail of an OOM-killed container, not the "
-    "kubelet's reason OOMKilled (operator/kdag/operator/observe.py reads no `reason`)",
-)
 def test_a_container_over_its_memory_limit_is_oom_killed(namespace: str) -> None:
     nodes = [
         {
@@ -149,8 +137,7 @@ def test_a_container_over_its_memory_limit_is_oom_killed(namespace: str) -> None
     (pod,) = pods(namespace, f"kdag.dev/run={run_label(run)}")
     (container,) = pod["status"]["containerStatuses"]
     assert container["state"]["terminated"]["reason"] == "OOMKilled", container
-    if "OOMKilled" not in hungry.get("message", ""):
-        raise KdagGapError(f"node message: {hungry.get('message')!r}")
+    assert hungry["message"].startswith("exit code 137 (OOMKilled)"), hungry
 
 
 def test_a_nonexistent_image_waits_with_the_kubelets_reason_until_the_node_timeout(
