@@ -120,6 +120,8 @@ class JobObservation:
     pod_reason: str | None = None  # the container's terminated reason: Error, OOMKilled, ...
     pod_finished_at: datetime | None = None
     pod_seen_at: datetime | None = None  # when the operator first saw the pod ended
+    # Why its container cannot start (ImagePullBackOff: ...), while it cannot.
+    pod_waiting: str | None = None
 
 
 @dataclass(frozen=True)

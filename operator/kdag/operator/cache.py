@@ -48,6 +48,8 @@ class Cache:
         self._runs: dict[RunKey, dict[str, Any]] = {}
         self._jobs: dict[RunKey, RunJobs] = {}
         self._pods: dict[tuple[str, str], PodResult] = {}
+        # Why a Job's container cannot start, while it cannot (see `observe.pod_waiting`).
+        self._waiting: dict[tuple[str, str], str] = {}
         # Jobs whose pods were already listed once because the watch had not shown the result.
         self._pods_listed: set[tuple[str, str]] = set()
         # Jobs whose pods the API server refuses for good: (Job uid, the refusal's message).
@@ -58,6 +60,7 @@ class Cache:
         self._runs.clear()
         self._jobs.clear()
         self._pods.clear()
+        self._waiting.clear()
         self._pods_listed.clear()
 
     # -- runs
@@ -234,6 +237,17 @@ class Cache:
         self._pods[slot] = result
         return True
 
+    def put_pod_waiting(self, namespace: str, job_name: str, waiting: str | None) -> bool:
+        """Record why the Job's container cannot start (None: it can); True when changed."""
+        slot = (namespace, job_name)
+        if self._waiting.get(slot) == waiting:
+            return False
+        if waiting is None:
+            del self._waiting[slot]
+        else:
+            self._waiting[slot] = waiting
+        return True
+
     def pod_result(self, namespace: str, job_name: str) -> PodResult | None:
         return self._pods.get((namespace, job_name))
 
@@ -252,6 +266,7 @@ class Cache:
 
     def _forget_pods(self, namespace: str, job_name: str) -> None:
         self._pods.pop((namespace, job_name), None)
+        self._waiting.pop((namespace, job_name), None)
         self._pods_listed.discard((namespace, job_name))
         self._refusals.pop((namespace, job_name), None)
 
@@ -274,7 +289,11 @@ class Cache:
             result = self._pods.get((key[0], name))
             if result is not None and result.job_uid not in (None, job.uid):
                 result = None
-            jobs[name] = with_pod_result(self._refused_or(key[0], job), result)
+            observation = with_pod_result(self._refused_or(key[0], job), result)
+            waiting = self._waiting.get((key[0], name))
+            if waiting is not None:
+                observation = replace(observation, pod_waiting=waiting)
+            jobs[name] = observation
         return Observed(jobs)
 
     def _refused_or(self, namespace: str, job: ObservedJob) -> JobObservation:

@@ -17,7 +17,7 @@ from kdag.operator.app import Operator
 from kdag.operator.cache import user_inputs
 from kdag.operator.config import JOBS_RESOURCE, PODS_RESOURCE, RUNS_RESOURCE
 from kdag.operator.objects import DELETED, run_key
-from kdag.operator.observe import pod_job_name, pod_result, run_of
+from kdag.operator.observe import pod_job_name, pod_result, pod_waiting, run_of
 
 
 def _app(memo: kopf.Memo) -> Operator:
@@ -69,9 +69,15 @@ def handle_pod_event(app: Operator, event_type: str | None, body: dict[str, Any]
     job_name = pod_job_name(body)
     meta = body.get("metadata") or {}
     run = run_of(meta)
-    if result is None or job_name is None or not run:
+    if job_name is None or not run:
         return
     namespace = str(meta.get("namespace", ""))
+    if result is None:
+        # Not ended: a container that cannot start (its image cannot be pulled) is news.
+        if app.cache.put_pod_waiting(namespace, job_name, pod_waiting(body)):
+            app.reconciler.enqueue((namespace, run))
+        return
+    app.cache.put_pod_waiting(namespace, job_name, None)
     if not app.cache.put_pod_result(namespace, job_name, result):
         return
     key = (namespace, run)

@@ -213,6 +213,38 @@ def pod_result(pod: Mapping[str, Any]) -> PodResult | None:
     return None
 
 
+# A container waiting for one of these will not start by itself soon: its node says why.
+# (ContainerCreating and PodInitializing are the usual short waits and say nothing.)
+_STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+_WAITING_CHARS = 300
+
+
+def pod_waiting(pod: Mapping[str, Any]) -> str | None:
+    """Why the node's container cannot start ("ImagePullBackOff: Back-off pulling image
+    ..."), or None while it is starting, running or ended."""
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") != CONTAINER_NAME:
+            continue
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason not in _STUCK_REASONS:
+            return None
+        message = waiting.get("message")
+        text = f"{reason}: {message}" if isinstance(message, str) and message else str(reason)
+        return text[:_WAITING_CHARS]
+    return None
+
+
 def pod_phase(pod: Mapping[str, Any]) -> str:
     phase = (pod.get("status") or {}).get("phase")
     return phase if isinstance(phase, str) else ""

@@ -13,6 +13,7 @@ from kdag.operator.observe import (
     pod_job_name,
     pod_refusal,
     pod_result,
+    pod_waiting,
     with_pod_result,
 )
 
@@ -227,3 +228,21 @@ def test_a_pod_that_ended_by_itself_decides_its_attempt(
     assert result is not None
     assert result.pod_state is decides
     assert (result.reason, result.finished_at) == ("OOMKilled", parse_iso(NOW))
+
+
+@pytest.mark.parametrize(
+    ("state", "waiting"),
+    [
+        (
+            {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "x"'}},
+            'ImagePullBackOff: Back-off pulling image "x"',
+        ),
+        ({"waiting": {"reason": "ErrImagePull"}}, "ErrImagePull"),
+        ({"waiting": {"reason": "ContainerCreating"}}, None),  # the usual short wait
+        ({"running": {}}, None),
+        ({"terminated": {"exitCode": 0}}, None),
+    ],
+)
+def test_a_container_that_cannot_start_says_why(state: dict[str, Any], waiting: str | None) -> None:
+    assert pod_waiting(pod(state)) == waiting
+    assert pod_waiting(pod(state, name="sidecar")) is None

@@ -129,3 +129,29 @@ def test_a_job_completing_while_its_finished_runs_jobs_are_deleted_is_deleted_to
     h.kube.delete_job = deleting  # type: ignore[method-assign]
     h.reconcile(key)  # the pass b's event asked for
     assert ("delete_job", job_b) in h.kube.calls
+
+
+def test_a_container_that_cannot_pull_its_image_says_so_in_its_node_until_it_starts() -> None:
+    h = Harness()
+    key = h.create_run(run_body(nodes=[{"name": "a"}]))
+    h.reconcile(key)
+    job = h.job_of(key, "a")
+    pod = h.kube.end_pod(key[0], job)
+    (container,) = pod["status"]["containerStatuses"]
+    pod["status"]["phase"] = "Pending"
+    container["state"] = {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off"}}
+    woken: list[tuple[str, str]] = []
+    app = watch_handlers_app(h.cache, SimpleNamespace(enqueue=woken.append))
+    handle_pod_event(app, "MODIFIED", copy.deepcopy(pod))
+    assert woken == [key]
+    handle_pod_event(app, "MODIFIED", copy.deepcopy(pod))
+    assert woken == [key]  # the same news once
+    h.reconcile(key)
+    node = h.status(key)["nodes"]["a"]
+    assert (node["phase"], node["message"]) == ("Running", "ImagePullBackOff: Back-off")
+    pod["status"]["phase"] = "Running"
+    container["state"] = {"running": {}}
+    handle_pod_event(app, "MODIFIED", copy.deepcopy(pod))
+    assert woken == [key, key]
+    h.reconcile(key)
+    assert "message" not in h.status(key)["nodes"]["a"]

@@ -44,6 +44,10 @@ def observe(state: PassState, key: str, ns: NodeStatus) -> None:
         return
     job = decided(job)
     if job.state is JobState.ACTIVE:
+        if ns.message != job.pod_waiting:
+            # Why its container cannot start (an image that cannot be pulled), while it
+            # cannot; the node waits so until it starts or its timeout ends the Job.
+            state.writable(key).message = job.pod_waiting
         return
     if job.reason == PODS_REFUSED_REASON:
         # Still active: the Job controller would go on trying until the deadline, and
