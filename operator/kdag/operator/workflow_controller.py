@@ -37,6 +37,7 @@ from kdag.engine.workflow_status import (
 )
 from kdag.operator.backoff import Backoff
 from kdag.operator.cron_runs import ScheduleTarget, apply_plan
+from kdag.operator.kube import KubeError
 from kdag.operator.objects import DELETED, utcnow
 from kdag.operator.status_patch import merge_patch
 from kdag.operator.workflow_api import WorkflowApi
@@ -131,9 +132,11 @@ class WorkflowController:
             memory.pop(key, None)
 
     def _pass_failed(self, key: WorkflowKey, exc: Exception, failures: int, delay: float) -> None:
-        logger.warning(
-            "pass of workflow %s/%s failed (retry %d in %.0fs): %s", *key, failures, delay, exc
-        )
+        message = "pass of workflow %s/%s failed (retry %d in %.0fs)"
+        if isinstance(exc, KubeError):  # the API's answer says it all
+            logger.warning(message + ": %s", *key, failures, delay, exc)
+        else:  # a bug: its traceback
+            logger.error(message, *key, failures, delay, exc_info=exc)
 
     # ------------------------------------------------------------ events from the watches
 

@@ -217,6 +217,30 @@ def test_a_failed_pass_is_logged_and_retried_with_backoff(
     assert len(failed) == 2
     assert "team/etl" in failed[0]
     assert "ServiceUnavailable" in failed[0]
+    assert all(r.levelno == logging.WARNING and r.exc_info is None for r in caplog.records)
+
+
+def test_a_pass_that_fails_on_a_bug_logs_its_traceback(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness()
+
+    def broken(key: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(h.view, "workflow", broken)
+    due: list[object] = []
+
+    async def scenario() -> None:
+        due.append((await h.controller.queue.run_once(KEY)).requeue_at)
+        await h.controller.stop()
+
+    with caplog.at_level(logging.WARNING, logger="kdag.operator.workflow_controller"):
+        run(scenario)
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert due == [h.api.now + timedelta(seconds=RETRY_BACKOFF.delay(1))]
 
 
 # -- a restarted operator
