@@ -55,8 +55,8 @@ def env(cluster: Cluster) -> Iterator[Env]:
         good_run = create(namespace, run_of("good"))
         wait_node(namespace, good_run, "hold", "Running")
         yield Env(namespace, operator, good_run)
-        # Scheduled Workflows carry kopf's finalizer: delete them while the operator that
-        # removes it still runs, or the namespace stays Terminating (docs/limits.md).
+        # While the operator still runs: it removes an older version's finalizer from a
+        # scheduled Workflow, which would keep the namespace Terminating (docs/limits.md).
         kubectl("delete", "workflows", "--all", "-n", namespace, "--timeout=120s")
 
 

@@ -103,3 +103,33 @@ def test_a_suspended_schedule_says_so(namespace: str) -> None:
     apply(namespace, workflow("paused", [{"name": "a"}], schedule=schedule))
     reason = "jsonpath={.status.conditions[?(@.type=='Scheduled')].reason}=Suspended"
     wait_workflow(namespace, "paused", reason)
+
+
+# The finalizer kopf put on scheduled Workflows while kdag ran a kopf daemon for each.
+OLD_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
+
+
+def finalizers(namespace: str, name: str) -> list[str]:
+    found = kubectl_json("get", "workflow", name, "-n", namespace)
+    return list(found["metadata"].get("finalizers") or [])
+
+
+def test_a_workflow_with_an_older_operators_finalizer_is_released_and_deletable(
+    namespace: str,
+) -> None:
+    schedule = {"cron": "0 3 1 1 *"}
+    kept = workflow("kept", [{"name": "a"}], schedule=schedule)
+    kept["metadata"]["finalizers"] = [OLD_FINALIZER]
+    apply(namespace, kept)
+    wait_workflow(namespace, "kept", "condition=Scheduled")
+    wait_for(
+        lambda: not finalizers(namespace, "kept"),
+        timeout=60,
+        what="the older operator's finalizer removed",
+    )
+    # Deleted at once, before or after the operator saw it: it goes either way.
+    gone = workflow("gone", [{"name": "a"}], schedule=schedule)
+    gone["metadata"]["finalizers"] = [OLD_FINALIZER]
+    apply(namespace, gone)
+    kubectl("delete", "workflow", "gone", "-n", namespace, "--timeout=60s")
+    assert "gone" not in kubectl("get", "workflows", "-n", namespace, "-o", "name")

@@ -242,9 +242,10 @@ def operator_namespace(cluster: Cluster) -> Iterator[str]:
         yield name
         denials = operator.rbac_denials(since)
         if namespaced:
-            # While the operator may still remove kopf's finalizer from scheduled Workflows:
-            # deleting the namespace deletes the Role too, and the namespace would then wait
-            # for ever on a finalizer nobody may remove.
+            # While the operator may still remove an older version's finalizer from
+            # scheduled Workflows (test_workflow_status.py puts one on): deleting the
+            # namespace deletes the Role too, and the namespace would then wait for ever on
+            # a finalizer nobody may remove.
             kubectl("delete", "workflows", "--all", "-n", name, "--timeout=60s")
         assert not denials, "the chart's RBAC refused the operator:\n" + "\n".join(denials)
 

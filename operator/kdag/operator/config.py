@@ -21,7 +21,12 @@ PODS_SELECTOR = "kdag.dev/run"
 
 # Kinds kdag watches with raw-event handlers only, so kopf never diffs them.
 WATCH_ONLY_KINDS = frozenset(
-    {("batch/v1", "Job"), ("v1", "Pod"), ("kdag.dev/v1alpha1", "WorkflowRun")}
+    {
+        ("batch/v1", "Job"),
+        ("v1", "Pod"),
+        ("kdag.dev/v1alpha1", "WorkflowRun"),
+        ("kdag.dev/v1alpha1", "Workflow"),
+    }
 )
 
 
@@ -31,8 +36,8 @@ class WatchOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     kopf builds a diff base (a deep copy of the whole object, status included) for every
     watch event of every kind, even one served only by `on.event` handlers that never look at
     it. The benchmark's profile found that copying at 35% of the event loop's CPU, delaying
-    Job creation. Jobs, pods and runs get an empty essence instead; kinds with handlers that
-    do diff (Workflows: kopf's daemons and finalizer) keep kopf's behaviour.
+    Job creation. Every kind kdag watches is served by raw-event handlers and indexes only,
+    so each gets an empty essence instead; a kind with handlers that do diff would not.
     """
 
     def build(

@@ -1,24 +1,26 @@
-"""The Workflow controller: keeps every Workflow's status and runs the cron schedules.
+"""The Workflow controller: keeps every Workflow's status and carries out the cron schedules.
 
-Two kinds of work, both driven by what the watches show (`kdag.operator.workflow_handlers`):
+Workflows go through a keyed work queue (`kdag.operator.workqueue`), as runs do: watch
+events (`kdag.operator.workflow_handlers`) only add a Workflow's key, and `reconcile(key)`
+does one pass for it, never two at once:
 
-* **Status.** Every Workflow is validated by the engine when its spec changes; its status
+* **Status.** The Workflow is validated by the engine when its spec changes; its status
   says whether it is valid (the message names the field), how many nodes it has, its
   newest run and its active scheduled runs (`kdag.engine.workflow_status` decides). The
   status is patched only when one of those changed, so the echo of our own write costs
   nothing.
-* **Schedules.** A Workflow with `spec.schedule` gets a daemon that sleeps until the next
-  tick (or until something about the workflow or its runs changes), asks
-  `kdag.engine.cron.plan_schedule` what to do, and carries the plan out
-  (`kdag.operator.cron_runs`). Sleeping costs no API calls.
+* **Schedules.** For a Workflow with `spec.schedule`, the pass asks
+  `kdag.engine.cron.plan_schedule` what to do, carries the plan out
+  (`kdag.operator.cron_runs`), and returns the next tick as its `Result.requeue_at`: the
+  queue's timer for the key fires then. Waiting costs no API calls.
+
+A burst of run events costs one pass; a failed pass is retried with backoff.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -35,70 +37,160 @@ from kdag.engine.workflow_status import (
 )
 from kdag.operator.backoff import Backoff
 from kdag.operator.cron_runs import ScheduleTarget, apply_plan
-from kdag.operator.objects import DELETED, is_newer, resource_version, utcnow
+from kdag.operator.kube import KubeError
+from kdag.operator.objects import DELETED, utcnow
 from kdag.operator.status_patch import merge_patch
 from kdag.operator.workflow_api import WorkflowApi
-from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject, observe_run
+from kdag.operator.workflow_objects import (
+    WorkflowKey,
+    WorkflowObject,
+    WorkflowView,
+    observe_run,
+)
+from kdag.operator.workflow_writes import OwnWrites
+from kdag.operator.workqueue import TIMER_SLACK_SECONDS, Result, WorkQueue
 
 logger = logging.getLogger(__name__)
 
-# A sleeping schedule daemon looks again after this long even if nothing woke it: a safety
-# net against a missed wake-up or a wall-clock jump, and free (no API calls).
-MAX_SLEEP_SECONDS = 600.0
-# A schedule step that failed (the API down, say) is tried again after this.
-SCHEDULE_RETRY = Backoff(base_seconds=2.0, max_seconds=60.0)
-
-RunsIndex = Mapping[WorkflowKey, Iterable[ObservedRun]]
-WorkflowsIndex = Mapping[WorkflowKey, Iterable[WorkflowObject]]
+# A tick's timer looks again after this long at the latest, even if nothing changed: a
+# safety net against a wall-clock jump, and free (a pass with nothing to do calls no API).
+LONGEST_WAIT_SECONDS = 600.0
+# A failed pass (the API down, say) is tried again after this.
+RETRY_BACKOFF = Backoff(base_seconds=2.0, max_seconds=60.0)
+# Passes are short (a few API calls at most); a few workers keep one slow Workflow from
+# holding up the others.
+WORKERS = 4
 
 
 class WorkflowController:
-    """Writes Workflow status and runs the schedules; one per operator process."""
+    """Writes Workflow status and carries out the schedules; one per operator process."""
 
     def __init__(
         self,
         api: WorkflowApi,
+        view: WorkflowView,
         *,
         max_nodes: int,
         output_budget: int = DEFAULT_OUTPUT_BUDGET,
         clock: Callable[[], datetime] = utcnow,
+        workers: int = WORKERS,
+        timer_slack_seconds: float = TIMER_SLACK_SECONDS,
     ) -> None:
         self._api = api
+        self._view = view
         self._max_nodes = max_nodes
         self._output_budget = output_budget
         self._clock = clock
-        self._locks: dict[WorkflowKey, asyncio.Lock] = {}
+        self._queue: WorkQueue[WorkflowKey] = WorkQueue(
+            self.reconcile,
+            on_failure=self._pass_failed,
+            clock=clock,
+            backoff=RETRY_BACKOFF,
+            workers=workers,
+            name="kdag-workflows",
+            timer_slack_seconds=timer_slack_seconds,
+            longest_wait_seconds=LONGEST_WAIT_SECONDS,
+        )
+        self._writes = OwnWrites()
         self._validity: dict[WorkflowKey, tuple[str, int | None, Validity]] = {}
-        # Our own last status write, newer than the watch until its echo arrives.
-        self._written: dict[WorkflowKey, tuple[str, Mapping[str, Any]]] = {}
-        # Runs we created or deleted that the index does not show yet.
-        self._created: dict[WorkflowKey, dict[str, ObservedRun]] = {}
-        self._deleted: dict[WorkflowKey, set[str]] = {}
         self._last_scheduled: dict[WorkflowKey, datetime] = {}
         self._reported: dict[WorkflowKey, datetime] = {}
         self._seen_runs: dict[tuple[str, str], ObservedRun] = {}
-        self._wakeups: dict[WorkflowKey, asyncio.Event] = {}
-        self._dirty: set[WorkflowKey] = set()
-        self._syncs: dict[WorkflowKey, asyncio.Task[None]] = {}
 
-    # -- memory
+    # ------------------------------------------------------------ queue
 
-    def _lock(self, key: WorkflowKey) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    @property
+    def queue(self) -> WorkQueue[WorkflowKey]:
+        return self._queue
+
+    def due_at(self, key: WorkflowKey) -> datetime | None:
+        """When the Workflow's timer (its next tick, or a retry) fires."""
+        return self._queue.due_at(key)
+
+    def start(self) -> None:
+        self._queue.start()
+
+    async def stop(self) -> None:
+        await self._queue.stop()
+
+    async def pause(self) -> None:
+        """kopf peering paused the replica: stop every pass and timer, and forget what the
+        watches will show anew. Resuming, kopf lists every Workflow and run again, and each
+        Workflow's event adds its key."""
+        await self._queue.pause()
+        self._seen_runs.clear()
+        self._writes.clear()
+
+    def resume(self) -> None:
+        self._queue.resume()
 
     def forget(self, key: WorkflowKey) -> None:
-        for memory in (
-            self._validity,
-            self._written,
-            self._created,
-            self._deleted,
-            self._last_scheduled,
-            self._reported,
-        ):
+        """The Workflow is gone: drop its timer and what is remembered of it."""
+        self._queue.forget(key)
+        self._writes.forget(key)
+        for memory in (self._validity, self._last_scheduled, self._reported):
             memory.pop(key, None)
-        lock = self._locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._locks[key]
+
+    def _pass_failed(self, key: WorkflowKey, exc: Exception, failures: int, delay: float) -> None:
+        message = "pass of workflow %s/%s failed (retry %d in %.0fs)"
+        if isinstance(exc, KubeError):  # the API's answer says it all
+            logger.warning(message + ": %s", *key, failures, delay, exc)
+        else:  # a bug: its traceback
+            logger.error(message, *key, failures, delay, exc_info=exc)
+
+    # ------------------------------------------------------------ events from the watches
+
+    def workflow_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        key = WorkflowObject.from_body(body).key
+        if event_type == DELETED:
+            self.forget(key)
+        else:
+            self._queue.add(key)
+
+    def run_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A run appeared, went, or changed what its Workflow shows: pass over the Workflow
+        (merged with any pass already due: run events are the operator's hot path)."""
+        observed = observe_run(body)
+        if observed is None:
+            return
+        key, run = observed
+        slot = (key[0], run.name)
+        if event_type == DELETED:
+            self._seen_runs.pop(slot, None)
+        elif self._seen_runs.get(slot) == run:
+            return
+        else:
+            self._seen_runs[slot] = run
+        if self._view.workflow(key) is not None:
+            self._queue.add(key)
+
+    # ------------------------------------------------------------ one pass
+
+    async def reconcile(self, key: WorkflowKey) -> Result:
+        """One pass: validate, carry out the schedule if any, patch the status if it
+        changed; the Result's `requeue_at` is the next tick."""
+        workflow = self._view.workflow(key)
+        if workflow is None:
+            self.forget(key)
+            return Result()
+        if workflow.deleting:
+            return Result()
+        validity = self.validity(workflow)
+        current = self._writes.status(workflow)
+        schedule = validity.spec.schedule if validity.spec is not None else None
+        next_tick = None
+        if schedule is not None:
+            next_tick = await self._schedule(workflow, schedule, validity, current)
+        desired = self._desired(workflow, validity, current)
+        owned = {name: current[name] for name in OWNED_FIELDS if name in current}
+        patch = merge_patch(owned, desired)
+        if patch:
+            stored = await self._api.patch_workflow_status(
+                workflow.namespace, workflow.name, {"status": patch}
+            )
+            if stored is not None:
+                self._writes.wrote_status(key, stored)
+        return Result(requeue_at=next_tick)
 
     def validity(self, workflow: WorkflowObject) -> Validity:
         """Validation is the costly part; it only changes with the spec (generation)."""
@@ -112,233 +204,63 @@ class WorkflowController:
         return validity
 
     def current_status(self, workflow: WorkflowObject) -> Mapping[str, Any]:
-        written = self._written.get(workflow.key)
-        if written is not None and is_newer(written[0], workflow.resource_version):
-            return written[1]
-        return workflow.status
+        return self._writes.status(workflow)
 
-    def runs_view(self, key: WorkflowKey, indexed: Iterable[ObservedRun]) -> list[ObservedRun]:
-        """The indexed runs, with our own recent creations and deletions applied."""
-        runs = list(indexed)
-        names = {r.name for r in runs}
-        created = self._created.get(key, {})
-        for name in [n for n in created if n in names]:
-            del created[name]
-        deleted = self._deleted.get(key, set())
-        deleted &= names
-        return [r for r in runs if r.name not in deleted] + list(created.values())
-
-    # -- status
-
-    async def sync_status(self, workflow: WorkflowObject, indexed: Iterable[ObservedRun]) -> None:
-        async with self._lock(workflow.key):
-            await self._sync_locked(workflow, self.runs_view(workflow.key, indexed))
-
-    async def _sync_locked(self, workflow: WorkflowObject, runs: list[ObservedRun]) -> None:
-        if workflow.deleting:
-            return
-        current = self.current_status(workflow)
-        desired = desired_status(
+    def _desired(
+        self, workflow: WorkflowObject, validity: Validity, current: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return desired_status(
             workflow.spec,
             current,
-            self.validity(workflow),
-            runs,
+            validity,
+            self._runs(workflow.key),
             generation=workflow.generation,
             last_scheduled=self._last_scheduled.get(workflow.key),
             now=self._clock(),
         )
-        await self._write(workflow, current, desired)
 
-    async def _write(
-        self, workflow: WorkflowObject, current: Mapping[str, Any], desired: Mapping[str, Any]
-    ) -> None:
-        owned = {key: current[key] for key in OWNED_FIELDS if key in current}
-        patch = merge_patch(owned, desired)
-        if not patch:
-            return
-        result = await self._api.patch_workflow_status(
-            workflow.namespace, workflow.name, {"status": patch}
-        )
-        if result is not None:
-            version = resource_version(result)
-            self._written[workflow.key] = (version, result.get("status") or {})
+    def _runs(self, key: WorkflowKey) -> list[ObservedRun]:
+        return self._writes.runs(key, self._view.runs(key))
 
-    # -- events from the watches
-
-    async def workflow_changed(
-        self, event_type: str | None, body: Mapping[str, Any], runs: RunsIndex
-    ) -> None:
-        workflow = WorkflowObject.from_body(body)
-        if event_type == DELETED:
-            self.forget(workflow.key)
-            return
-        await self.sync_status(workflow, runs.get(workflow.key, ()))
-        self.wake(workflow.key)
-
-    def run_changed(
+    async def _schedule(
         self,
-        event_type: str | None,
-        body: Mapping[str, Any],
-        workflows: WorkflowsIndex,
-        runs: RunsIndex,
-    ) -> None:
-        """A run appeared, went, or changed phase: refresh its workflow's status (in the
-        background, coalesced: run events are the operator's hot path) and wake its
-        schedule."""
-        observed = observe_run(body)
-        if observed is None:
-            return
-        key, run = observed
-        slot = (key[0], run.name)
-        if event_type == DELETED:
-            self._seen_runs.pop(slot, None)
-        elif self._seen_runs.get(slot) == run:
-            return
-        else:
-            self._seen_runs[slot] = run
-        if key not in workflows:
-            return
-        self.wake(key)
-        self._dirty.add(key)
-        if key not in self._syncs:
-            self._syncs[key] = asyncio.create_task(self._sync_dirty(key, workflows, runs))
-
-    async def _sync_dirty(
-        self, key: WorkflowKey, workflows: WorkflowsIndex, runs: RunsIndex
-    ) -> None:
-        try:
-            while key in self._dirty:
-                self._dirty.discard(key)
-                workflow = next(iter(workflows.get(key, ())), None)
-                if workflow is None:
-                    return
-                try:
-                    await self.sync_status(workflow, runs.get(key, ()))
-                except Exception:  # the next event or schedule step writes it again
-                    logger.exception("status of workflow %s/%s not updated", *key)
-        finally:
-            self._syncs.pop(key, None)
-
-    def wake(self, key: WorkflowKey) -> None:
-        event = self._wakeups.get(key)
-        if event is not None:
-            event.set()
-
-    async def close(self) -> None:
-        tasks = list(self._syncs.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def pause(self) -> None:
-        """kopf peering paused the replica: drop the status writes in flight (kopf stops
-        the schedule daemons itself; resuming re-lists every Workflow and run)."""
-        self._dirty.clear()
-        await self.close()
-
-    def resume(self) -> None:
-        """Nothing to restart: the watches' new listing drives status and daemons again."""
-
-    # -- schedules
-
-    async def schedule_once(
-        self, workflow: WorkflowObject, indexed: Iterable[ObservedRun]
+        workflow: WorkflowObject,
+        schedule: ScheduleSpec,
+        validity: Validity,
+        current: Mapping[str, Any],
     ) -> datetime | None:
-        """One look at the schedule: act on a due tick, prune, update the status.
-
-        Returns when to look again (the next tick), or None to wait for a change.
-        """
+        """Act on a due tick and prune the history; returns the next tick."""
         key = workflow.key
-        async with self._lock(key):
-            if workflow.deleting:
-                return None
-            now = self._clock()
-            runs = self.runs_view(key, indexed)
-            validity = self.validity(workflow)
-            current = self.current_status(workflow)
-            desired = desired_status(
-                workflow.spec,
-                current,
-                validity,
-                runs,
-                generation=workflow.generation,
-                last_scheduled=self._last_scheduled.get(key),
-                now=now,
-            )
-            schedule = validity.spec.schedule if validity.spec is not None else None
-            if schedule is None:
-                await self._write(workflow, current, desired)
-                return None
-            since = scheduled_since(desired)
-            plan = plan_schedule(
-                schedule,
-                workflow=workflow.name,
-                runs=runs,
-                last_schedule_time=parse_iso_or_none(desired.get("lastScheduleTime")),
-                active_since=since or now,
-                now=now,
-                runnable=since is not None,
-            )
-            skipped = plan.skipped.tick if plan.skipped else plan.missed
-            applied = await apply_plan(
-                self._api,
-                _target(workflow, schedule),
-                plan,
-                {r.name: r for r in runs},
-                now,
-                report_skip=skipped is not None and self._reported.get(key) != skipped,
-            )
-            if skipped is not None:
-                self._reported[key] = skipped
-            if applied.created is not None:
-                self._created.setdefault(key, {})[applied.created.name] = applied.created
-            if plan.last_schedule_time is not None:
-                self._last_scheduled[key] = plan.last_schedule_time
-            self._deleted.setdefault(key, set()).update(applied.deleted)
-            await self._sync_locked(workflow, self.runs_view(key, indexed))
-            return plan.next_tick
-
-    async def run_schedule(
-        self,
-        body: Mapping[str, Any],
-        runs: RunsIndex,
-        *,
-        stop: asyncio.Event | None = None,
-        log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
-    ) -> None:
-        """The daemon of one scheduled Workflow: runs until `stop` is set (then it returns
-        at once) or the task is cancelled.
-
-        `body` is kopf's live view of the Workflow, always its latest state.
-        """
-        key = WorkflowObject.from_body(body).key
-        wakeup = self._wakeups[key] = asyncio.Event()
-        failures = 0
-        try:
-            while stop is None or not stop.is_set():
-                wakeup.clear()
-                try:
-                    workflow = WorkflowObject.from_body(body)
-                    next_tick = await self.schedule_once(workflow, runs.get(key, ()))
-                    failures = 0
-                    delay = self._delay_until(next_tick)
-                except Exception as exc:
-                    failures += 1
-                    delay = SCHEDULE_RETRY.delay(failures)
-                    log.warning("schedule step failed (retrying in %.0fs): %s", delay, exc)
-                if stop is not None and stop.is_set():
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), timeout=delay)
-        finally:
-            if self._wakeups.get(key) is wakeup:
-                del self._wakeups[key]
-
-    def _delay_until(self, moment: datetime | None) -> float:
-        if moment is None:
-            return MAX_SLEEP_SECONDS
-        seconds = (moment - self._clock()).total_seconds()
-        return min(MAX_SLEEP_SECONDS, max(0.0, seconds))
+        now = self._clock()
+        before = self._desired(workflow, validity, current)
+        runs = self._runs(key)
+        since = scheduled_since(before)
+        plan = plan_schedule(
+            schedule,
+            workflow=workflow.name,
+            runs=runs,
+            last_schedule_time=parse_iso_or_none(before.get("lastScheduleTime")),
+            active_since=since or now,
+            now=now,
+            runnable=since is not None,
+        )
+        skipped = plan.skipped.tick if plan.skipped else plan.missed
+        applied = await apply_plan(
+            self._api,
+            _target(workflow, schedule),
+            plan,
+            {r.name: r for r in runs},
+            now,
+            report_skip=skipped is not None and self._reported.get(key) != skipped,
+        )
+        if skipped is not None:
+            self._reported[key] = skipped
+        if applied.created is not None:
+            self._writes.created(key, applied.created)
+        if plan.last_schedule_time is not None:
+            self._last_scheduled[key] = plan.last_schedule_time
+        self._writes.deleted(key, applied.deleted)
+        return plan.next_tick
 
 
 def _target(workflow: WorkflowObject, schedule: ScheduleSpec) -> ScheduleTarget:

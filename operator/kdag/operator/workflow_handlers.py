@@ -1,16 +1,21 @@
-"""kopf wiring of the Workflow controller: indexes, raw-event handlers and a schedule
-daemon per scheduled Workflow; each only hands what it sees to the controller.
+"""kopf wiring of the Workflow controller: two indexes and two raw-event handlers, which
+only hand what they see to the controller's work queue (as `kdag.operator.handlers` does
+for runs).
 
-Runs and Workflows reach the controller through kopf indexes, which kopf fills completely
-before any handler runs: a restarted operator never schedules from a partial view. kopf
-puts a finalizer on a scheduled Workflow so its daemon is stopped before the Workflow
-goes; the finalizer is removed when the schedule is removed or the Workflow is deleted.
+The controller reads Workflows and runs from kopf indexes, which kopf fills from a complete
+listing before any handler runs; keys reach the queue only from handlers, and timers only
+from passes, so a restarted operator never schedules from a partial view.
+
+Raw-event handlers and indexes make kopf write nothing onto Workflows. Older versions ran a
+`kopf.daemon` per scheduled Workflow, for which kopf put its finalizer on the Workflow;
+with no daemon or change handler left for Workflows, kopf removes that finalizer from every
+Workflow it sees (a Workflow being deleted included), so an upgraded operator strands none.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
@@ -19,7 +24,7 @@ from kdag.api import GROUP, VERSION, WORKFLOWS
 from kdag.engine.cron import ObservedRun
 from kdag.operator.app import Operator
 from kdag.operator.config import RUNS_RESOURCE
-from kdag.operator.workflow_controller import RunsIndex, WorkflowController, WorkflowsIndex
+from kdag.operator.workflow_controller import WorkflowController
 from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject, observe_run
 
 WORKFLOWS_RESOURCE = (GROUP, VERSION, WORKFLOWS)
@@ -29,28 +34,48 @@ WORKFLOWS_INDEX = "kdag_workflows"
 RUNS_INDEX = "kdag_workflow_runs"
 
 
+@dataclass(frozen=True)
+class IndexedWorkflows:
+    """The controller's view: kopf's two indexes, live (kopf updates them in place)."""
+
+    workflows: Mapping[WorkflowKey, Iterable[WorkflowObject]]
+    runs_by_workflow: Mapping[WorkflowKey, Iterable[ObservedRun]]
+
+    def workflow(self, key: WorkflowKey) -> WorkflowObject | None:
+        return next(iter(self.workflows.get(key, ())), None)
+
+    def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
+        return self.runs_by_workflow.get(key, ())
+
+
 def _controller(memo: kopf.Memo) -> WorkflowController:
     controller: WorkflowController = memo[MEMO_KEY]
     return controller
 
 
 @kopf.on.startup()
-async def start_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
+async def start_workflow_controller(memo: kopf.Memo, **kwargs: Any) -> None:
     app: Operator = memo["kdag"]
+    view = IndexedWorkflows(
+        cast(Mapping[WorkflowKey, Iterable[WorkflowObject]], kwargs[WORKFLOWS_INDEX]),
+        cast(Mapping[WorkflowKey, Iterable[ObservedRun]], kwargs[RUNS_INDEX]),
+    )
     controller = WorkflowController(
         app.kube,
+        view,
         max_nodes=app.config.max_nodes,
         output_budget=app.config.max_run_output_bytes,
     )
     memo[MEMO_KEY] = controller
     app.pausables.append((controller.pause, controller.resume))
+    controller.start()
 
 
 @kopf.on.cleanup()
 async def stop_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
     controller = memo.get(MEMO_KEY)
     if isinstance(controller, WorkflowController):
-        await controller.close()
+        await controller.stop()
 
 
 @kopf.index(*WORKFLOWS_RESOURCE, id=WORKFLOWS_INDEX)
@@ -65,59 +90,13 @@ def kdag_workflow_runs(body: kopf.Body, **_: Any) -> dict[WorkflowKey, ObservedR
     return None if observed is None else {observed[0]: observed[1]}
 
 
-def _runs_index(kwargs: Mapping[str, Any]) -> RunsIndex:
-    return cast(RunsIndex, kwargs[RUNS_INDEX])
-
-
-def _workflows_index(kwargs: Mapping[str, Any]) -> WorkflowsIndex:
-    return cast(WorkflowsIndex, kwargs[WORKFLOWS_INDEX])
-
-
 @kopf.on.event(*WORKFLOWS_RESOURCE)
 async def workflow_status_on_workflow_event(
-    event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any
+    event: kopf.RawEvent, memo: kopf.Memo, **_: Any
 ) -> None:
-    body = cast(Mapping[str, Any], event["object"])
-    await _controller(memo).workflow_changed(event["type"], body, _runs_index(kwargs))
+    _controller(memo).workflow_changed(event["type"], cast(Mapping[str, Any], event["object"]))
 
 
 @kopf.on.event(*RUNS_RESOURCE)
-async def workflow_status_on_run_event(
-    event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    body = cast(Mapping[str, Any], event["object"])
-    _controller(memo).run_changed(
-        event["type"], body, _workflows_index(kwargs), _runs_index(kwargs)
-    )
-
-
-def _has_schedule(spec: kopf.Spec, **_: Any) -> bool:
-    return bool(spec.get("schedule"))
-
-
-@kopf.daemon(
-    *WORKFLOWS_RESOURCE, when=_has_schedule, cancellation_backoff=5.0, cancellation_timeout=10.0
-)
-async def workflow_schedule(
-    body: kopf.Body,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    stopped: kopf.DaemonStopped,
-    **kwargs: Any,
-) -> None:
-    controller = _controller(memo)
-    key = WorkflowObject.from_body(body).key
-    stop = asyncio.Event()
-
-    # kopf sets `stopped` when the Workflow goes, loses its schedule or the operator pauses
-    # or exits; the daemon then returns by itself instead of being cancelled.
-    async def relay_stop() -> None:
-        await stopped.wait()
-        stop.set()
-        controller.wake(key)
-
-    relay = asyncio.create_task(relay_stop())
-    try:
-        await controller.run_schedule(body, _runs_index(kwargs), stop=stop, log=logger)
-    finally:
-        relay.cancel()
+async def workflow_status_on_run_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    _controller(memo).run_changed(event["type"], cast(Mapping[str, Any], event["object"]))

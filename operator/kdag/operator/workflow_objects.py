@@ -1,11 +1,12 @@
-"""Reading Workflow and run objects into what the Workflow controller needs (pure)."""
+"""Reading Workflow and run objects into what the Workflow controller needs (pure), and
+the view of them it reads from."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kdag.api import RunPhase
 from kdag.engine.cron import ObservedRun, claimed_tick
@@ -46,6 +47,18 @@ class WorkflowObject:
             status=body.get("status") or {},
             deleting=bool(meta.get("deletionTimestamp")),
         )
+
+
+class WorkflowView(Protocol):
+    """What the watches show of Workflows and their runs, always the latest; complete
+    before the controller's first pass (the operator's view is kopf's indexes, which kopf
+    fills from a full listing before any handler runs)."""
+
+    def workflow(self, key: WorkflowKey) -> WorkflowObject | None: ...
+
+    def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
+        """The runs whose `workflowRef` names the Workflow."""
+        ...
 
 
 def observe_run(body: Mapping[str, Any]) -> tuple[WorkflowKey, ObservedRun] | None:

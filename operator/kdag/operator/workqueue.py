@@ -8,6 +8,9 @@ before its next pass (`cooldown_seconds`: back-pressure after a costly write). A
 is handed to the owner's hook and retried after one exponential backoff.
 
 Timers go by the injected clock (delays are computed from it) and fire on the event loop.
+A queue may cap how long a timer waits (`longest_wait_seconds`): a timer further away fires
+after that long anyway, so a pass looks again and sets it anew (a safety net against a
+wall-clock jump, for owners whose timers are far away, such as cron ticks).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class WorkQueue(Generic[K]):
         workers: int = 1,
         name: str = "worker",
         timer_slack_seconds: float = TIMER_SLACK_SECONDS,
+        longest_wait_seconds: float = math.inf,
     ) -> None:
         self._reconcile = reconcile
         self._on_failure = on_failure
@@ -60,6 +64,7 @@ class WorkQueue(Generic[K]):
         self._worker_count = workers
         self._name = name
         self._timer_slack = timer_slack_seconds
+        self._longest_wait = longest_wait_seconds
         self._pending: asyncio.Queue[K] = asyncio.Queue()
         self._queued: set[K] = set()
         self._busy: set[K] = set()
@@ -132,6 +137,7 @@ class WorkQueue(Generic[K]):
         if self._paused:
             return
         delay = max((due - self._clock()).total_seconds(), 0.0) + self._timer_slack
+        delay = min(delay, self._longest_wait)
         if not math.isfinite(delay):
             return
         handle = asyncio.get_running_loop().call_later(delay, self._fire, key)

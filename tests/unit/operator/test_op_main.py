@@ -52,10 +52,14 @@ def test_kopf_builds_no_diff_base_for_the_kinds_kdag_only_watches() -> None:
     storage = kopf_settings(parse_config(["-A"])).persistence.diffbase_storage
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": {"x": 1}}
     assert storage.build(body=kopf.Body(job)) == {}
+    # Workflows too: only indexes and raw-event handlers serve them (no daemon any more).
     workflow = {
         "apiVersion": "kdag.dev/v1alpha1",
         "kind": "Workflow",
         "metadata": {"name": "w"},
         "spec": {"nodes": []},
     }
-    assert storage.build(body=kopf.Body(workflow))["spec"] == {"nodes": []}
+    assert storage.build(body=kopf.Body(workflow)) == {}
+    # A kind kdag does not only watch keeps kopf's diff base.
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}
+    assert storage.build(body=kopf.Body(other))["data"] == {"a": "b"}

@@ -170,6 +170,30 @@ def test_a_timer_that_is_due_adds_its_key() -> None:
     run(scenario)
 
 
+def test_a_far_timer_fires_after_the_longest_wait_and_keeps_its_due_time() -> None:
+    recorder, clock = Recorder(), Clock()
+
+    async def scenario() -> None:
+        queue = WorkQueue(
+            recorder,
+            on_failure=recorder.failed,
+            clock=clock,
+            backoff=Backoff(),
+            timer_slack_seconds=0.0,
+            longest_wait_seconds=0.0,
+        )
+        queue.start()
+        far = clock.now + timedelta(days=1)
+        queue.add_after("a", far)
+        assert queue.due_at("a") == far  # what it is due for, not when it looks again
+        fires_at = queue._timers["a"][1].when()
+        assert fires_at <= asyncio.get_running_loop().time()  # now, not in a day
+        await until(lambda: recorder.passes == ["a"] and queue.idle)
+        await queue.stop()
+
+    run(scenario)
+
+
 def test_a_failed_pass_is_reported_and_retried_with_one_doubling_backoff() -> None:
     recorder, clock = Recorder(), Clock()
     recorder.errors["a"] = [RuntimeError("boom") for _ in range(5)]

@@ -1,4 +1,5 @@
-"""A Workflow controller over a fake API, driven like the watches would drive it."""
+"""A Workflow controller over a fake API, driven like the watches would drive it: its view
+of Workflows and runs is what the fake API holds now (as kopf's indexes would show it)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import copy
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,8 @@ from kdag.engine.cron import ObservedRun
 from kdag.operator.kube import KubeError
 from kdag.operator.status_patch import apply_merge_patch
 from kdag.operator.workflow_controller import WorkflowController
-from kdag.operator.workflow_objects import WorkflowObject, observe_run
+from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject, observe_run
+from kdag.operator.workqueue import Result
 
 NS = "team"
 T0 = datetime(2026, 11, 22, 8, 59, 30, tzinfo=UTC)
@@ -35,6 +37,7 @@ class FakeApi:
         self.calls: list[tuple[str, str]] = []
         self.status_patches: list[dict[str, Any]] = []
         self.status_patch_error: KubeError | None = None  # raised once by the next patch
+        self.hold: asyncio.Event | None = None  # status patches wait for it while set
         self.now = T0
         self._versions = itertools.count(101)
 
@@ -45,6 +48,8 @@ class FakeApi:
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any] | None:
         self.calls.append(("patch_workflow_status", name))
+        if self.hold is not None:
+            await self.hold.wait()
         error, self.status_patch_error = self.status_patch_error, None
         if error is not None:
             raise error
@@ -95,15 +100,64 @@ class FakeApi:
         return [c for c in self.calls if c[0] != "create_event"]
 
 
-class Harness:
-    """A controller over the fake API; `index()` is what the watches would show."""
+class CountingController(WorkflowController):
+    """The controller, counting its passes and how many of them ran at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.passes: list[WorkflowKey] = []
+        self.running = 0
+        self.most_at_once = 0
+
+    async def reconcile(self, key: WorkflowKey) -> Result:
+        self.passes.append(key)
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            return await super().reconcile(key)
+        finally:
+            self.running -= 1
+
+
+class LiveView:
+    """The Workflows and runs the fake API holds, read at each call, or the runs `frozen`
+    at some moment (a watch that has not shown the newer ones yet)."""
+
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
+        self.frozen: dict[WorkflowKey, list[ObservedRun]] | None = None
+
+    def workflow(self, key: WorkflowKey) -> WorkflowObject | None:
+        body = self.api.workflows.get(key[1])
+        return None if body is None else WorkflowObject.from_body(copy.deepcopy(body))
+
+    def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
+        runs = index(self.api) if self.frozen is None else self.frozen
+        return runs.get(key, [])
+
+
+def index(api: FakeApi) -> dict[tuple[str, str], list[ObservedRun]]:
+    runs: dict[tuple[str, str], list[ObservedRun]] = {}
+    for body in api.runs.values():
+        observed = observe_run(body)
+        if observed is not None:
+            runs.setdefault(observed[0], []).append(observed[1])
+    return runs
+
+
+class Harness:
+    """A controller over the fake API; `view` is what the watches would show."""
+
+    def __init__(self, **controller: Any) -> None:
         self.api = FakeApi()
+        self.view = LiveView(self.api)
+        self.options = controller
         self.controller = self.new_controller()
 
-    def new_controller(self) -> WorkflowController:
-        return WorkflowController(self.api, max_nodes=100, clock=lambda: self.api.now)
+    def new_controller(self) -> CountingController:
+        return CountingController(
+            self.api, self.view, max_nodes=100, clock=lambda: self.api.now, **self.options
+        )
 
     def at(self, moment: datetime) -> None:
         self.api.now = moment
@@ -133,22 +187,21 @@ class Harness:
     def condition(self, kind: str, name: str = "etl") -> dict[str, Any]:
         return next(c for c in self.status(name)["conditions"] if c["type"] == kind)
 
-    def index(self) -> dict[tuple[str, str], list[ObservedRun]]:
-        index: dict[tuple[str, str], list[ObservedRun]] = {}
-        for body in self.api.runs.values():
-            observed = observe_run(body)
-            if observed is not None:
-                index.setdefault(observed[0], []).append(observed[1])
-        return index
+    def reconcile(self, name: str = "etl", *, stale_index: bool = False) -> Result:
+        """One pass of the Workflow, as a worker of the queue would run it. The watch shows
+        no run the pass creates before the pass ends; `stale_index`: it shows no run at all."""
+        self.view.frozen = {} if stale_index else index(self.api)
+        try:
+            return asyncio.run(self.controller.reconcile((NS, name)))
+        finally:
+            self.view.frozen = None
 
     def sync(self, name: str = "etl") -> None:
-        workflow = self.workflow(name)
-        asyncio.run(self.controller.sync_status(workflow, self.index().get(workflow.key, [])))
+        self.reconcile(name)
 
     def step(self, name: str = "etl", *, stale_index: bool = False) -> datetime | None:
-        workflow = self.workflow(name)
-        runs = [] if stale_index else self.index().get(workflow.key, [])
-        return asyncio.run(self.controller.schedule_once(workflow, runs))
+        """One pass; when the Workflow is due again (its next tick)."""
+        return self.reconcile(name, stale_index=stale_index).requeue_at
 
     def add_run(
         self, name: str, phase: str | None, *, scheduled_at: datetime | None = None, **extra: Any
