@@ -15,14 +15,20 @@
 # ~/.cache/kdag/image-base/. The image lands in buildah's storage (`buildah images`);
 # --archive also writes it as a docker-archive tarball, for `kind load image-archive`.
 #
-# Environment: IMAGE (default kdag-operator:0.1.0); KDAG_IMAGE_BUILDER=docker|buildah to force
+# Both paths label the image with OCI annotations (org.opencontainers.image.*): the Dockerfile's
+# title, description and licenses, and, with `--label`, its version (kdag.__version__, the one
+# version), revision (the git commit; "-dirty" when what goes into the image differs from it),
+# source (pyproject.toml's Source URL) and created (now, or $SOURCE_DATE_EPOCH).
+#
+# Environment: IMAGE (default kdag-operator:<version>); KDAG_IMAGE_BUILDER=docker|buildah to force
 # one; KDAG_BUILDAH_DRIVER=overlay|vfs to force a storage driver; KDAG_DEBIAN_MIRROR to use
 # another mirror for the base.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
-IMAGE="${IMAGE:-kdag-operator:0.1.0}"
+VERSION="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$ROOT/operator/kdag/__init__.py")"
+IMAGE="${IMAGE:-kdag-operator:${VERSION:-latest}}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/kdag"
 ARCHIVE=""
 PRINT_FLAGS=""
@@ -47,6 +53,32 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+# --- the labels' values ---------------------------------------------------------------------
+[[ -n "$VERSION" ]] || die "no __version__ = \"...\" line in operator/kdag/__init__.py"
+# What goes into the image (.dockerignore): a change to it makes the revision "<commit>-dirty".
+CONTEXT_PATHS=(pyproject.toml requirements.lock README.md operator)
+if REVISION="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)"; then
+  if [[ -n "$(git -C "$ROOT" status --porcelain -- "${CONTEXT_PATHS[@]}")" ]]; then
+    REVISION="$REVISION-dirty"
+  fi
+else
+  REVISION=""
+  log "not a git checkout: the image gets no revision label"
+fi
+SOURCE="$(awk '/^\[/ { urls = ($0 == "[project.urls]") }
+  urls && $1 == "Source" { gsub(/"/, "", $3); print $3 }' "$ROOT/pyproject.toml")"
+[[ -n "$SOURCE" ]] || die "no Source URL in pyproject.toml's [project.urls]"
+if [[ -n "${SOURCE_DATE_EPOCH:-}" ]]; then
+  CREATED="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
+else
+  CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+fi
+OCI=org.opencontainers.image
+LABEL_ARGS=(
+  --label "$OCI.version=$VERSION" --label "$OCI.source=$SOURCE" --label "$OCI.created=$CREATED"
+)
+[[ -z "$REVISION" ]] || LABEL_ARGS+=(--label "$OCI.revision=$REVISION")
+
 START=$SECONDS
 BUILDER="${KDAG_IMAGE_BUILDER:-}"
 [[ -z "$PRINT_FLAGS" ]] || BUILDER=buildah
@@ -59,8 +91,9 @@ if [[ -z "$BUILDER" ]]; then
 fi
 
 if [[ "$BUILDER" == docker ]]; then
-  log "docker build -t $IMAGE"
-  DOCKER_BUILDKIT=1 docker build -f "$ROOT/images/operator/Dockerfile" -t "$IMAGE" "$ROOT"
+  log "docker build -t $IMAGE (version $VERSION, revision ${REVISION:-none})"
+  DOCKER_BUILDKIT=1 docker build "${LABEL_ARGS[@]}" -f "$ROOT/images/operator/Dockerfile" \
+    -t "$IMAGE" "$ROOT"
   if [[ -n "$ARCHIVE" ]]; then
     docker save -o "$ARCHIVE" "$IMAGE"
   fi
@@ -207,23 +240,24 @@ if [[ -f "$HOST_CA" ]]; then
   VOLUMES=(--volume "$HOST_CA:$HOST_CA:ro" --volume "$PIP_CONF:/etc/pip.conf:ro")
 fi
 # What .dockerignore lets into the context, hashed: see KDAG_CONTEXT_DIGEST in the Dockerfile.
-DIGEST="$(cd "$ROOT" && find pyproject.toml requirements.lock README.md operator \
+DIGEST="$(cd "$ROOT" && find "${CONTEXT_PATHS[@]}" \
   \( -name __pycache__ -o -name '*.egg-info' \) -prune -o -type f ! -name '*.pyc' -print0 |
   LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 OLD_ID="$(bh inspect --type image --format '{{.FromImageID}}' "$IMAGE" 2>/dev/null || true)"
-log "buildah build -t $IMAGE (isolation chroot, context $DIGEST)"
+log "buildah build -t $IMAGE (isolation chroot, context $DIGEST, revision ${REVISION:-none})"
 # --layers: unchanged steps come from buildah's layer cache on the next build.
 build() {
   bh build --quiet --isolation chroot --force-rm "${VOLUMES[@]}" \
-    --build-arg PYTHON_IMAGE="$BASE" --build-arg KDAG_CONTEXT_DIGEST="$DIGEST" \
-    -f "$ROOT/images/operator/Dockerfile" -t "$IMAGE" "$@" "$ROOT" >&2 2> >(tee "$BUILD_LOG" >&2)
+    --build-arg PYTHON_IMAGE="$BASE" --build-arg KDAG_CONTEXT_DIGEST="$DIGEST" "${LABEL_ARGS[@]}" \
+    -f "$ROOT/images/operator/Dockerfile" -t "$IMAGE" "$@" "$ROOT" 2>&1 | tee "$BUILD_LOG" >&2
 }
 if ! build --layers; then
-  wait "$!" 2>/dev/null || true # tee has written all of the log
   # buildah 1.28 cannot bind-mount a stage it took whole from the layer cache into a RUN that
-  # it does run ("couldn't find .../merged/wheels on host to bind mount"): that happens when
-  # the final image was removed but the builder stage's layers were not. Build it all anew.
-  grep -q 'on host to bind mount into container' "$BUILD_LOG" || die "buildah build failed"
+  # it does run: that happens when the final image was removed but the builder stage's layers
+  # were not. It says "couldn't find .../merged/wheels on host to bind mount", or mounts an
+  # empty directory, where pip finds no kdag wheel. Build it all anew.
+  grep -qE "on host to bind mount into container|/wheels/kdag-\*\.whl' looks like a filename" \
+    "$BUILD_LOG" || die "buildah build failed"
   log "buildah could not mount the cached build stage: building again without the layer cache"
   build --layers --no-cache
 fi

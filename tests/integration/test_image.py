@@ -4,7 +4,8 @@ The module builds images/operator/Dockerfile once with the script, forced onto b
 path these machines have; `docker build` is the plain path and needs no script), which reuses
 the cached Debian base in ~/.cache/kdag/image-base and buildah's layer cache: about a second
 when nothing changed, about a minute after a code change, a few minutes the first time. Then it
-checks the image's configuration and runs commands in it with `buildah run --isolation chroot`.
+checks the image's configuration, its OCI labels, and runs commands in it with
+`buildah run --isolation chroot`.
 
 Where buildah cannot run at all the tests skip and say why; a build that fails is a failure.
 """
@@ -17,16 +18,22 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from kdag import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "hack" / "build-image.sh"
 IMAGE = "localhost/kdag-operator:test"
 USER = "65532:65532"
+# What .dockerignore lets into the build context: what the image is built from.
+CONTEXT = ("pyproject.toml", "requirements.lock", "README.md", "operator")
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -35,11 +42,13 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 @dataclass(frozen=True)
 class Built:
-    """The built image: buildah's storage flags, its OCI config, a working container."""
+    """The built image: buildah's storage flags, its OCI config, a working container, and
+    when its build started (to the second)."""
 
     flags: tuple[str, ...]
     config: dict[str, object]
     container: str
+    started: datetime
 
     def run(self, *command: str) -> subprocess.CompletedProcess[str]:
         """Run a command in the image's container as the image's user, in chroot isolation."""
@@ -86,6 +95,8 @@ def built() -> Iterator[Built]:
     if reason:
         pytest.skip(reason)
     env = {**os.environ, "IMAGE": IMAGE, "KDAG_IMAGE_BUILDER": "buildah"}
+    env.pop("SOURCE_DATE_EPOCH", None)  # the created label is then the build's time
+    started = datetime.now(UTC).replace(microsecond=0)
     build = _run("bash", str(SCRIPT), env=env)
     # The script has installed buildah by now, or said why it could not.
     got = _run("bash", str(SCRIPT), "--buildah-flags", env=env)
@@ -103,7 +114,7 @@ def built() -> Iterator[Built]:
     made = _run("buildah", *flags, "from", "--quiet", IMAGE)
     assert made.returncode == 0, made.stderr
     try:
-        yield Built(flags=flags, config=config, container=made.stdout.strip())
+        yield Built(flags=flags, config=config, container=made.stdout.strip(), started=started)
     finally:
         # The image stays: removing it would take the layer cache that makes the next build fast.
         _run("buildah", *flags, "rm", made.stdout.strip())
@@ -163,6 +174,43 @@ def test_everything_installed_is_pinned_in_requirements_lock(built: Built) -> No
         if _normal(name) != "kdag" and pinned.get(_normal(name)) != version
     )
     assert unpinned == [], "installed in the image but not pinned in requirements.lock"
+
+
+def test_labels_name_the_version_source_and_license_of_this_checkout(built: Built) -> None:
+    labels = built.config["Labels"]
+    assert isinstance(labels, dict), built.config
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert labels["org.opencontainers.image.title"] == "kdag-operator"
+    assert labels["org.opencontainers.image.description"].startswith("kdag: ")
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.source"] == project["urls"]["Source"]
+    assert labels["org.opencontainers.image.licenses"] == project["license"]["text"]
+    # The version is the one the image's kdag reports, too.
+    shown = built.run("kdag-operator", "--version")
+    assert shown.stdout.strip() == f"kdag-operator {__version__}", shown.stderr
+
+
+def test_revision_label_is_the_checkouts_commit_marked_dirty_when_the_context_differs(
+    built: Built,
+) -> None:
+    head = _git("rev-parse", "HEAD")
+    changed = _git("status", "--porcelain", "--", *CONTEXT)
+    expected = f"{head}-dirty" if changed else head
+    assert built.config["Labels"]["org.opencontainers.image.revision"] == expected
+
+
+def test_created_label_is_the_time_of_this_build(built: Built) -> None:
+    # RFC 3339 in UTC, and not a cached value from an earlier build (buildah 1.28's layer cache
+    # kept the first build's labels when the Dockerfile set them from build arguments).
+    created = built.config["Labels"]["org.opencontainers.image.created"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created), created
+    assert built.started <= datetime.fromisoformat(created) <= datetime.now(UTC)
+
+
+def _git(*args: str) -> str:
+    result = _run("git", "-C", str(ROOT), *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def _normal(name: str) -> str:
