@@ -13,6 +13,7 @@ tests skip, except under CI, where a missing helm is a failure rather than a sil
 from __future__ import annotations
 
 import functools
+import http.server
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -1013,6 +1015,59 @@ def test_helm_test_pod_asks_the_metrics_service() -> None:
         check=False,
     )  # fmt: skip
     assert proc.returncode != 0 and "could not find template" in proc.stderr
+
+
+def _helm_test_script() -> str:
+    out = helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version",
+        KUBE_VERSION, "--show-only", "templates/tests/operator-answers.yaml",
+    ).stdout  # fmt: skip
+    return yaml.safe_load(out)["spec"]["containers"][0]["command"][-1]
+
+
+@pytest.mark.parametrize(
+    ("body", "passes"),
+    [
+        (b'# HELP kdag_runs_active Runs.\nkdag_runs_active{phase="Running"} 0.0\n', True),
+        (b"# HELP go_goroutines Goroutines.\ngo_goroutines 7\n", False),  # not kdag's
+    ],
+)
+def test_helm_test_script_passes_only_on_kdag_metrics(
+    body: bytes, passes: bool, tmp_path: Path
+) -> None:
+    """The test pod's script, run by busybox as in the busybox image, against a local server
+    in place of the Service (on KWOK the pod itself never runs: docs/chart.md)."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed (Debian package `busybox`)")
+    for applet in ("sh", "wget", "grep", "sleep", "timeout"):
+        (tmp_path / applet).symlink_to(busybox)
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        service = f"http://kdag-metrics.{NAMESPACE}.svc:8080/metrics"
+        script = _helm_test_script()
+        assert service in script
+        # Only the address and the pause between attempts differ from the pod's script.
+        script = script.replace(service, f"http://127.0.0.1:{server.server_port}/metrics")
+        script = script.replace("sleep 5", "sleep 0")
+        proc = subprocess.run(
+            [str(tmp_path / "sh"), "-c", script], capture_output=True, text=True, timeout=60,
+            env={"PATH": str(tmp_path)}, cwd=tmp_path, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert (proc.returncode == 0) is passes, proc.stdout + proc.stderr
 
 
 # ----------------------------------------------------------------------------- metadata
