@@ -979,7 +979,7 @@ def test_values_schema_is_strict_json() -> None:
 @pytest.mark.parametrize(("version", "accepted"), [("1.32.9", False), ("1.33.0", True)])
 def test_chart_needs_what_the_crds_cel_needs(version: str, accepted: bool) -> None:
     # The CRDs' rules use CEL two-variable comprehensions, accepted in new CRD rules from
-    # 1.33 (tests/integration/test_chart_kube_version.py proves it on the API server).
+    # 1.33 (tests/integration/test_chart_crds.py proves it on the API server).
     proc = helm("template", RELEASE, str(CHART), "--kube-version", version, check=False)
     assert (proc.returncode == 0) is accepted, proc.stderr
     if not accepted:
