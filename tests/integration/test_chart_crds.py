@@ -27,7 +27,7 @@ import yaml
 
 from tests.support.cluster import REPO_ROOT, Cluster, KubectlError, kubectl, kubectl_json
 from tests.support.faults import PrivateApiServer
-from tests.support.helm_release import CHART
+from tests.support.helm_release import CHART, helm
 
 CRDS = REPO_ROOT / "crds"
 KDAG_CRDS = ("workflows.kdag.dev", "workflowruns.kdag.dev")
@@ -76,15 +76,7 @@ def isolated_apiserver(
 def helm_at(
     cluster: Cluster, server: PrivateApiServer, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [str(cluster.helm), "--kubeconfig", str(server.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return helm(cluster, *args, check=check, kubeconfig=server.kubeconfig)
 
 
 def _install(

@@ -25,9 +25,12 @@ from tests.support.operator import apply_crds
 CHART = REPO_ROOT / "charts" / "kdag"
 
 
-def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def helm(
+    cluster: Cluster, *args: str, check: bool = True, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The cached helm against the cluster (or another API server's `kubeconfig`)."""
     proc = subprocess.run(
-        [str(cluster.helm), "--kubeconfig", str(cluster.kubeconfig), *args],
+        [str(cluster.helm), "--kubeconfig", str(kubeconfig or cluster.kubeconfig), *args],
         capture_output=True,
         text=True,
         check=False,
