@@ -11,6 +11,7 @@ the script, taken from the installed release, is run by busybox against the real
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def test_the_test_pods_script_finds_the_real_operator(cluster: Cluster, tmp_path
             found = run(f"http://127.0.0.1:{operator.metrics_port}/metrics")
             assert found.returncode == 0, found.stdout + found.stderr
             assert "the kdag operator answers" in found.stdout
-        # The same script with no operator behind the address fails.
-        gone = run(f"http://127.0.0.1:{operator.metrics_port}/metrics")
+        # The same script with nothing behind the address fails: a port this test holds
+        # without listening (the operator's port, once free, could be taken by another).
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            gone = run(f"http://127.0.0.1:{held.getsockname()[1]}/metrics")
         assert gone.returncode != 0 and "no kdag metrics" in gone.stderr
