@@ -39,3 +39,7 @@ image-lint: $(HADOLINT) ## lint images/operator/Dockerfile with hadolint
 .PHONY: kind-load
 kind-load: image ## load the operator image into the kind cluster $(KIND_CLUSTER)
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+.PHONY: chart-readme
+chart-readme: venv ## regenerate the values table of charts/kdag/README.md from values.schema.json
+	$(BIN)/python hack/chart-readme.py

@@ -224,8 +224,15 @@ def test_helm_upgrade_to_namespaced_mode_and_uninstall_leave_no_cluster_wide_gra
         (namespace,) = release.workloads
         assert can_i(release.username, "create", "jobs.batch", "-n", "default")
         values = tmp_path / "namespaced.yaml"
+        # As installed(): the suite's CRDs are not the release's.
         values.write_text(
-            json.dumps({"watchNamespaces": [namespace], "image": {"pullPolicy": "Never"}})
+            json.dumps(
+                {
+                    "watchNamespaces": [namespace],
+                    "image": {"pullPolicy": "Never"},
+                    "crds": {"install": False},
+                }
+            )
         )
         helm(
             cluster, "upgrade", release.name, str(CHART), "-n", release.namespace,

@@ -2,8 +2,8 @@
 
 Other tests may share the cluster, so every release gets unique names: release `kdag-<id>`
 (the chart names its cluster-scoped objects after it) in namespace `kdag-system-<id>`, and
-workload namespaces `kdag-helm-<id>-<n>`. Everything is removed afterwards, except the CRDs,
-which Helm never deletes and other tests use too.
+workload namespaces `kdag-helm-<id>-<n>`. Everything is removed afterwards. The releases leave
+the CRDs to the suite (crds.install false), which applies them for every test.
 """
 
 from __future__ import annotations
@@ -20,13 +20,17 @@ from typing import Any
 import yaml
 
 from tests.support.cluster import REPO_ROOT, Cluster, kubectl, namespace_policy, wait_for
+from tests.support.operator import apply_crds
 
 CHART = REPO_ROOT / "charts" / "kdag"
 
 
-def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def helm(
+    cluster: Cluster, *args: str, check: bool = True, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The cached helm against the cluster (or another API server's `kubeconfig`)."""
     proc = subprocess.run(
-        [str(cluster.helm), "--kubeconfig", str(cluster.kubeconfig), *args],
+        [str(cluster.helm), "--kubeconfig", str(kubeconfig or cluster.kubeconfig), *args],
         capture_output=True,
         text=True,
         check=False,
@@ -78,12 +82,17 @@ def installed(
         # KWOK plays the kubelet: the operator pod "runs" without any image being pulled, and
         # the tests run the operator process themselves.
         "image": {"pullPolicy": "Never"},
+        # The suite applies the CRDs itself (tests/support/operator.py apply_crds) and every
+        # release here shares them: a release that owned them would refuse the next one's
+        # install, and its uninstall could take them away from the other tests.
+        "crds": {"install": False},
         **(values or {}),
     }
     if watch is not None:
         merged["watchNamespaces"] = [release.workloads[i] for i in watch]
     values_file = tmp_path / f"values-{uid}.yaml"
     values_file.write_text(yaml.safe_dump(merged))
+    apply_crds()
     for ns in release.workloads:
         create_namespace(ns)
     try:

@@ -13,13 +13,16 @@ tests skip, except under CI, where a missing helm is a failure rather than a sil
 from __future__ import annotations
 
 import functools
+import http.server
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,7 @@ def _render(values_json: str, include_crds: bool) -> tuple[dict[str, Any], ...]:
             NAMESPACE,
             "--kube-version",
             KUBE_VERSION,
+            "--skip-tests",  # the `helm test` pod: test_helm_test_pod_asks_the_metrics_service
             *(["--include-crds"] if include_crds else []),
             *args,
         ).stdout
@@ -190,6 +194,7 @@ def test_helm_lint_is_clean(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_every_object_is_labelled_and_namespaced_correctly(name: str) -> None:
     cluster_scoped = {
+        "CustomResourceDefinition",
         "ClusterRole",
         "ClusterRoleBinding",
         "ClusterKopfPeering",
@@ -212,34 +217,67 @@ def test_every_object_is_labelled_and_namespaced_correctly(name: str) -> None:
 def test_chart_crds_are_the_generated_files_not_copies() -> None:
     generated = sorted(p.name for p in CRD_DIR.glob("*.yaml"))
     assert generated, "crds/ is empty: run `make crds`"
-    in_chart = sorted(p.name for p in (CHART / "crds").iterdir())
-    # The chart adds only kopf's generic peering CRDs to kdag's own.
-    assert in_chart == sorted([*generated, "kopf-peering.yaml"])
+    # kdag's own CRDs are templates (so helm upgrade upgrades them) made from files/crds/...
+    assert sorted(p.name for p in (CHART / "files" / "crds").iterdir()) == generated
     for name in generated:
-        link = CHART / "crds" / name
-        assert link.is_symlink(), f"charts/kdag/crds/{name} must be a symlink to crds/{name}"
+        link = CHART / "files" / "crds" / name
+        assert link.is_symlink(), f"charts/kdag/files/crds/{name} must be a symlink to crds/{name}"
         assert link.resolve() == (CRD_DIR / name).resolve()
+    # ...and crds/, which Helm installs once and never upgrades, holds only kopf's generic
+    # peering CRDs, which must exist before the templates' peering objects can be created.
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == ["kopf-peering.yaml"]
 
 
-def test_rendered_and_packaged_crds_are_byte_identical_to_crds_dir(tmp_path: Path) -> None:
-    # helm follows the symlinks both when rendering a chart directory and when packaging.
-    shown = helm("show", "crds", str(CHART)).stdout
-    for path in CRD_DIR.glob("*.yaml"):
-        assert path.read_text() in shown, f"helm show crds lacks {path.name}"
+def _without_release_metadata(crd: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(crd["metadata"])
+    meta.pop("annotations", None)
+    generated = {"app.kubernetes.io/name", "app.kubernetes.io/part-of"}
+    meta["labels"] = {k: v for k, v in meta["labels"].items() if k in generated}
+    return {**crd, "metadata": meta}
+
+
+def test_rendered_and_packaged_crds_are_the_generated_files(tmp_path: Path) -> None:
     helm("package", str(CHART), "--destination", str(tmp_path))
     (archive,) = tmp_path.glob("kdag-*.tgz")
     with tarfile.open(archive) as tar:
         for path in CRD_DIR.glob("*.yaml"):
-            member = tar.extractfile(f"kdag/crds/{path.name}")
-            assert member is not None, f"the packaged chart lacks crds/{path.name}"
-            assert member.read() == path.read_bytes(), f"packaged crds/{path.name} differs"
-    crds = {
-        d["metadata"]["name"]: d
-        for d in kinds(render(include_crds=True), "CustomResourceDefinition")
-    }
-    for path in CRD_DIR.glob("*.yaml"):
-        generated = yaml.safe_load(path.read_text())
-        assert crds[generated["metadata"]["name"]] == generated
+            member = tar.extractfile(f"kdag/files/crds/{path.name}")
+            assert member is not None, f"the packaged chart lacks files/crds/{path.name}"
+            assert member.read() == path.read_bytes(), f"packaged files/crds/{path.name} differs"
+    rendered = {d["metadata"]["name"]: d for d in kinds(render(), "CustomResourceDefinition")}
+    generated = [yaml.safe_load(path.read_text()) for path in CRD_DIR.glob("*.yaml")]
+    assert sorted(rendered) == sorted(g["metadata"]["name"] for g in generated)
+    for crd in generated:
+        # Only the release's labels and Helm's keep policy are added.
+        assert _without_release_metadata(rendered[crd["metadata"]["name"]]) == crd
+
+
+def test_crds_are_kept_on_uninstall_and_labelled_as_the_release() -> None:
+    for crd in kinds(render(), "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+
+
+@pytest.mark.parametrize(
+    ("crds", "expected"),
+    [
+        ({"install": False}, None),
+        ({"keep": False}, {}),
+        ({"annotations": {"example.com/owner": "platform"}},
+         {"example.com/owner": "platform", "helm.sh/resource-policy": "keep"}),
+        ({"keep": False, "annotations": {"example.com/owner": "platform"}},
+         {"example.com/owner": "platform"}),
+    ],
+)  # fmt: skip
+def test_crd_values(crds: dict[str, Any], expected: dict[str, str] | None) -> None:
+    found = kinds(render({"crds": crds}), "CustomResourceDefinition")
+    if expected is None:
+        assert found == []
+        return
+    assert len(found) == len(list(CRD_DIR.glob("*.yaml")))
+    for crd in found:
+        assert crd["metadata"].get("annotations", {}) == expected
 
 
 # ----------------------------------------------------------------------------- defaults
@@ -250,10 +288,12 @@ def test_defaults_render_the_operator_cluster_wide_and_unpeered() -> None:
     assert sorted({d["kind"] for d in docs}) == [
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "Deployment",
         "Service",
         "ServiceAccount",
     ]
+    assert not kinds(docs, "PodDisruptionBudget")
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
@@ -297,6 +337,15 @@ def test_pod_is_locked_down() -> None:
     # The only writable path is an emptyDir at /tmp.
     assert container(docs)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+
+
+def test_readiness_probe_asks_kopfs_endpoint_with_its_own_timing() -> None:
+    main = container(render({"readiness": {"periodSeconds": 7, "failureThreshold": 2}}))
+    probe = main["readinessProbe"]
+    expected = {"path": "/healthz", "port": "healthz"}
+    assert probe["httpGet"] == main["livenessProbe"]["httpGet"] == expected
+    assert (probe["periodSeconds"], probe["failureThreshold"]) == (7, 2)
+    assert main["livenessProbe"]["periodSeconds"] == 15  # the liveness values, not these
 
 
 def test_resources_and_liveness_probe() -> None:
@@ -441,6 +490,55 @@ def test_replicas_above_one_turn_on_kopf_peering_with_distinct_priorities() -> N
     _assert_least_privilege(docs)
 
 
+def _anti_affinity(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return one(docs, "Deployment")["spec"]["template"]["spec"].get("affinity")
+
+
+def test_replicas_above_one_get_a_disruption_budget_and_spread_over_nodes() -> None:
+    docs = render({"replicas": 2})
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["maxUnavailable"] == 1
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    affinity = _anti_affinity(docs)
+    assert affinity is not None
+    (term,) = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector.items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize(
+    ("values", "pdb", "affinity"),
+    [
+        ({}, False, None),  # one operator: nothing to spare, nowhere to spread
+        ({"replicas": 2, "podDisruptionBudget": {"enabled": False}}, False, "preferred"),
+        ({"replicas": 2, "podDisruptionBudget": {"maxUnavailable": "50%"}}, True, "preferred"),
+        ({"replicas": 3, "podAntiAffinity": "hard"}, True, "required"),
+        ({"replicas": 2, "podAntiAffinity": "none"}, True, None),
+        ({"replicas": 2, "affinity": {"nodeAffinity": {"x": 1}}}, True, "own"),
+    ],
+)
+def test_disruption_budget_and_anti_affinity_values(
+    values: dict[str, Any], pdb: bool, affinity: str | None
+) -> None:
+    docs = render(values)
+    assert bool(kinds(docs, "PodDisruptionBudget")) is pdb
+    found = _anti_affinity(docs)
+    if affinity is None:
+        assert found is None
+    elif affinity == "own":
+        assert found == values["affinity"]
+    else:
+        terms = found["podAntiAffinity"]
+        key = f"{affinity}DuringSchedulingIgnoredDuringExecution"
+        assert list(terms) == [key]
+    if pdb and "maxUnavailable" in values.get("podDisruptionBudget", {}):
+        budget = one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"]
+        assert budget == values["podDisruptionBudget"]["maxUnavailable"]
+
+
 def test_namespaced_peering_has_a_kopfpeering_in_each_namespace() -> None:
     docs = render({"replicas": 2, "watchNamespaces": ["team-a", "team-b"]})
     peerings = kinds(docs, "KopfPeering")
@@ -526,7 +624,9 @@ def test_alert_rules_and_dashboard_queries_pass_promtool(tmp_path: Path) -> None
     queries = [
         {
             "record": f"kdag:dashboard_query_{i}",
-            "expr": t["expr"].replace("$__rate_interval", "5m").replace("$job", ".*"),
+            "expr": re.sub(r"\$(job|namespace|instance)\b", ".*", t["expr"]).replace(
+                "$__rate_interval", "5m"
+            ),
         }
         for i, t in enumerate(t for p in dashboard["panels"] for t in p["targets"])
     ]
@@ -536,6 +636,73 @@ def test_alert_rules_and_dashboard_queries_pass_promtool(tmp_path: Path) -> None
         [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("alert_labels", "expected"),
+    [
+        ({}, {"warning", "info", "critical"}),
+        ({"team": "data"}, {"warning", "info", "critical"}),
+        ({"severity": "page", "team": "data"}, {"page"}),
+    ],
+)
+def test_alert_labels_add_to_and_may_replace_the_severity(
+    alert_labels: dict[str, str], expected: set[str], tmp_path: Path
+) -> None:
+    values = {"prometheusRule": {"enabled": True, "alertLabels": alert_labels}}
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    out = helm(
+        "template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, "--values", str(path),
+        "--show-only", "templates/prometheusrule.yaml",
+    ).stdout  # fmt: skip
+    # A duplicate key is invalid YAML that PyYAML would silently collapse: count the text.
+    assert out.count("severity:") == 4, out
+    rule = yaml.safe_load(out)
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert {a["labels"]["severity"] for a in alerts} == expected
+    for alert in alerts:
+        assert alert["labels"].items() >= alert_labels.items()
+
+
+def _runbook_anchors() -> set[str]:
+    """GitHub's anchors of docs/runbooks.md's headings."""
+    text = (REPO_ROOT / "docs" / "runbooks.md").read_text()
+    return {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+ (.+)$", text, flags=re.M)
+    }
+
+
+def test_every_alert_links_its_runbook() -> None:
+    rule = one(render(VALUE_SETS["monitoring"]), "PrometheusRule")
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    anchors = _runbook_anchors()
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        page, anchor = url.split("#")
+        assert page == f"{chart['home']}/blob/main/docs/runbooks.md"
+        assert anchor == alert["alert"].lower() and anchor in anchors, (url, anchors)
+    values = {"prometheusRule": {"enabled": True, "runbookBaseURL": "https://wiki.example/kdag"}}
+    rule = one(render(values), "PrometheusRule")
+    urls = {r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert urls == {f"https://wiki.example/kdag#{a['alert'].lower()}" for a in alerts}
+
+
+def test_dashboard_filters_by_namespace_and_instance_and_describes_every_panel() -> None:
+    configmap = one(render(VALUE_SETS["monitoring"]), "ConfigMap", "kdag-dashboard")
+    dashboard = json.loads(configmap["data"]["kdag.json"])
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {"datasource", "job", "namespace", "instance"} <= set(variables)
+    for name in ("namespace", "instance"):
+        assert variables[name]["includeAll"] and variables[name]["multi"]
+        assert f", {name})" in variables[name]["definition"]
+    for panel in dashboard["panels"]:
+        assert panel.get("description"), f"panel {panel['title']!r} has no description"
+        for target in panel["targets"]:
+            for name in ("job", "namespace", "instance"):
+                assert f'{name}=~"${name}"' in target["expr"], (panel["title"], target["expr"])
 
 
 def test_grafana_dashboard_configmap() -> None:
@@ -671,6 +838,137 @@ def test_values_schema_rejects_bad_values(args: list[str], complaint: str) -> No
     assert "schema" in proc.stderr and complaint in proc.stderr, proc.stderr
 
 
+# Each wrong value, and the field helm's schema check must name when refusing it.
+WRONG_VALUES: list[tuple[dict[str, Any], str]] = [
+    ({"crds": {"install": "yes"}}, "/crds/install"),
+    ({"crds": {"keep": 1}}, "/crds/keep"),
+    ({"crds": {"instal": True}}, "instal"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ({"image": {"digest": "sha256:short"}}, "/image/digest"),
+    ({"imagePullSecrets": ["regcred"]}, "/imagePullSecrets/0"),
+    ({"replicas": "2"}, "/replicas"),
+    ({"operator": {"verbose": "true"}}, "/operator/verbose"),
+    ({"operator": {"extraArgs": "--verbose"}}, "/operator/extraArgs"),
+    ({"operator": {"extraEnv": [{"value": "x"}]}}, "/operator/extraEnv/0"),
+    ({"operator": {"extraEnv": [{"name": "A", "valu": "x"}]}}, "valu"),
+    ({"metrics": {"port": 70000}}, "/metrics/port"),
+    ({"metrics": {"service": {"type": "Ingress"}}}, "/metrics/service/type"),
+    ({"liveness": {"periodSeconds": 0}}, "/liveness/periodSeconds"),
+    ({"readiness": {"timeoutSeconds": "5s"}}, "/readiness/timeoutSeconds"),
+    ({"resources": {"requests": {"cpu": "one"}}}, "/resources/requests/cpu"),
+    ({"resources": {"limits": {"memory": "512 MB"}}}, "/resources/limits/memory"),
+    ({"resources": {"limits": {"memory": True}}}, "/resources/limits/memory"),
+    ({"resources": {"limits": {"cpu": -1}}}, "/resources/limits/cpu"),
+    ({"resources": {"request": {"cpu": "1"}}}, "request"),
+    ({"serviceAccount": {"create": "false"}}, "/serviceAccount/create"),
+    ({"rbac": {"create": 0}}, "/rbac/create"),
+    ({"podSecurityContext": {"runAsNonRoot": "true"}}, "/podSecurityContext/runAsNonRoot"),
+    ({"podSecurityContext": {"runAsUser": -1}}, "/podSecurityContext/runAsUser"),
+    ({"securityContext": {"readOnlyRootFileSystem": True}}, "readOnlyRootFileSystem"),
+    ({"securityContext": {"capabilities": {"drop": "ALL"}}}, "/securityContext/capabilities/drop"),
+    ({"podDisruptionBudget": {"maxUnavailable": "half"}}, "/podDisruptionBudget/maxUnavailable"),
+    ({"podDisruptionBudget": {"maxUnavailable": 0}}, "/podDisruptionBudget/maxUnavailable"),
+    ({"podAntiAffinity": "strict"}, "/podAntiAffinity"),
+    ({"podAnnotations": {"a": 1}}, "/podAnnotations/a"),
+    ({"nodeSelector": ["disktype=ssd"]}, "/nodeSelector"),
+    ({"tolerations": {"key": "x"}}, "/tolerations"),
+    ({"tolerations": ["dedicated"]}, "/tolerations/0"),
+    ({"tolerations": [{"key": "x", "effect": "NoWay"}]}, "/tolerations/0/effect"),
+    ({"tolerations": [{"tolerationSeconds": "60"}]}, "/tolerations/0/tolerationSeconds"),
+    ({"affinity": {"podAntiAfinity": {}}}, "podAntiAfinity"),
+    ({"topologySpreadConstraints": [{"maxSkew": 1}]}, "/topologySpreadConstraints/0"),
+    ({"serviceMonitor": {"enabled": "true"}}, "/serviceMonitor/enabled"),
+    ({"serviceMonitor": {"interval": 30}}, "/serviceMonitor/interval"),
+    ({"prometheusRule": {"failedRunRatio": 25}}, "/prometheusRule/failedRunRatio"),
+    ({"prometheusRule": {"alertLabels": {"severity": 1}}}, "/prometheusRule/alertLabels/severity"),
+    ({"prometheusRule": {"runbookBaseURL": "docs/runbooks.md"}}, "/prometheusRule/runbookBaseURL"),
+    ({"grafanaDashboard": {"labels": {"grafana_dashboard": 1}}}, "/grafanaDashboard/labels"),
+    ({"admissionPolicy": {"enabled": "on"}}, "/admissionPolicy/enabled"),
+    ({"admissionPolicy": {"failurePolicy": "Deny"}}, "/admissionPolicy/failurePolicy"),
+    ({"admissionPolicy": {"exemptUsers": "ci-bot"}}, "/admissionPolicy/exemptUsers"),
+    ({"tests": {"enabled": "no"}}, "/tests/enabled"),
+]
+
+
+@pytest.mark.parametrize(("values", "field"), WRONG_VALUES, ids=[f for _, f in WRONG_VALUES])
+def test_values_schema_refuses_wrong_values_naming_the_field(
+    values: dict[str, Any], field: str, tmp_path: Path
+) -> None:
+    args = _values_args(values, tmp_path)
+    for command in ("template", "lint"):
+        proc = helm(
+            command, *([RELEASE] if command == "template" else []), str(CHART),
+            "--kube-version", KUBE_VERSION, *args, check=False,
+        )  # fmt: skip
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, f"helm {command} accepted {values}"
+        assert "schema" in output and field in output, output
+
+
+# Right values the schema must not refuse (the types the wrong ones get wrong).
+RIGHT_VALUES: list[dict[str, Any]] = [
+    {"resources": {"requests": {"cpu": 0.5, "memory": "128Mi", "ephemeral-storage": "1Gi"}}},
+    {"resources": {"limits": {"cpu": 2, "memory": "1e9", "nvidia.com/gpu": 1}}},
+    {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "kdag",
+                      "effect": "NoSchedule"}, {"operator": "Exists"}]},
+    {"replicas": 2, "podDisruptionBudget": {"maxUnavailable": "50%"}},
+    {"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                                    "whenUnsatisfiable": "ScheduleAnyway"}]},
+    {"operator": {"extraEnv": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]}},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("values", RIGHT_VALUES)
+def test_values_schema_accepts_right_values(values: dict[str, Any]) -> None:
+    assert kinds(render(values), "Deployment")
+
+
+def _schema_properties(
+    schema: dict[str, Any], path: str = ""
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, sub in schema.get("properties", {}).items():
+        yield f"{path}{name}", sub
+        yield from _schema_properties(sub, f"{path}{name}.")
+        if isinstance(sub.get("items"), dict):
+            yield from _schema_properties(sub["items"], f"{path}{name}[].")
+
+
+def test_every_value_has_a_description_and_a_type() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    found = list(_schema_properties(schema))
+    assert len(found) > 100
+    for path, sub in found:
+        assert sub.get("description"), f"{path} has no description"
+        assert "type" in sub or "enum" in sub or "$ref" in sub, f"{path} has no type"
+        if sub.get("type") == "object" and "properties" in sub:
+            assert sub.get("additionalProperties") is False, f"{path} lets typos through"
+
+
+def test_every_default_value_is_in_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(value: Any, sub: dict[str, Any], path: str) -> None:
+        if isinstance(value, dict) and "properties" in sub:
+            for key, inner in value.items():
+                assert key in sub["properties"], f"{path}{key} is not in the schema"
+                walk(inner, sub["properties"][key], f"{path}{key}.")
+
+    walk(defaults, schema, "")
+
+
+def test_chart_readme_lists_every_value_and_is_up_to_date() -> None:
+    script = REPO_ROOT / "hack" / "chart-readme.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    readme = (CHART / "README.md").read_text()
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key in defaults:
+        assert f"| `{key}" in readme, f"the README's table lacks {key}"
+
+
 def test_values_schema_is_strict_json() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
@@ -678,10 +976,131 @@ def test_values_schema_is_strict_json() -> None:
     assert set(defaults) <= set(schema["properties"])
 
 
-def test_chart_refuses_old_kubernetes() -> None:
-    # The approval policy needs admissionregistration.k8s.io/v1 (Kubernetes 1.30).
-    proc = helm("template", RELEASE, str(CHART), "--kube-version", "1.29.0", check=False)
-    assert proc.returncode != 0 and "kubeVersion" in proc.stderr
+@pytest.mark.parametrize(("version", "accepted"), [("1.32.9", False), ("1.33.0", True)])
+def test_chart_needs_what_the_crds_cel_needs(version: str, accepted: bool) -> None:
+    # The CRDs' rules use CEL two-variable comprehensions, accepted in new CRD rules from
+    # 1.33 (tests/integration/test_chart_crds.py proves it on the API server).
+    proc = helm("template", RELEASE, str(CHART), "--kube-version", version, check=False)
+    assert (proc.returncode == 0) is accepted, proc.stderr
+    if not accepted:
+        assert "kubeVersion" in proc.stderr and ">=1.33" in proc.stderr
+    cel = "".join(path.read_text() for path in CRD_DIR.glob("*.yaml"))
+    assert "transformMapEntry(" in cel, "no two-variable comprehension left: lower kubeVersion"
+
+
+# ----------------------------------------------------------------------------- helm test
+
+
+def test_helm_test_pod_asks_the_metrics_service() -> None:
+    out = helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version",
+        KUBE_VERSION, "--show-only", "templates/tests/operator-answers.yaml",
+    ).stdout  # fmt: skip
+    pod = yaml.safe_load(out)
+    assert pod["kind"] == "Pod"
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    (main,) = pod["spec"]["containers"]
+    assert main["image"] == "busybox:1.36"
+    script = main["command"][-1]
+    assert f"http://kdag-metrics.{NAMESPACE}.svc:8080/metrics" in script
+    assert "grep -q '^kdag_'" in script
+    # It passes PodSecurity "restricted", like the operator's pod.
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert main["securityContext"]["allowPrivilegeEscalation"] is False
+    assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    proc = helm(
+        "template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, "--set",
+        "tests.enabled=false", "--show-only", "templates/tests/operator-answers.yaml",
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "could not find template" in proc.stderr
+
+
+def _helm_test_script() -> str:
+    out = helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version",
+        KUBE_VERSION, "--show-only", "templates/tests/operator-answers.yaml",
+    ).stdout  # fmt: skip
+    return yaml.safe_load(out)["spec"]["containers"][0]["command"][-1]
+
+
+@pytest.mark.parametrize(
+    ("body", "passes"),
+    [
+        (b'# HELP kdag_runs_active Runs.\nkdag_runs_active{phase="Running"} 0.0\n', True),
+        (b"# HELP go_goroutines Goroutines.\ngo_goroutines 7\n", False),  # not kdag's
+    ],
+)
+def test_helm_test_script_passes_only_on_kdag_metrics(
+    body: bytes, passes: bool, tmp_path: Path
+) -> None:
+    """The test pod's script, run by busybox as in the busybox image, against a local server
+    in place of the Service (on KWOK the pod itself never runs: docs/chart.md)."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed (Debian package `busybox`)")
+    for applet in ("sh", "wget", "grep", "sleep", "timeout"):
+        (tmp_path / applet).symlink_to(busybox)
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        service = f"http://kdag-metrics.{NAMESPACE}.svc:8080/metrics"
+        script = _helm_test_script()
+        assert service in script
+        # Only the address and the pause between attempts differ from the pod's script.
+        script = script.replace(service, f"http://127.0.0.1:{server.server_port}/metrics")
+        script = script.replace("sleep 5", "sleep 0")
+        proc = subprocess.run(
+            [str(tmp_path / "sh"), "-c", script], capture_output=True, text=True, timeout=60,
+            env={"PATH": str(tmp_path)}, cwd=tmp_path, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert (proc.returncode == 0) is passes, proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+def test_artifact_hub_metadata() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    annotations = chart["annotations"]
+    assert annotations["artifacthub.io/license"] == "Apache-2.0"
+    assert annotations["artifacthub.io/operator"] == "true"
+    crds = yaml.safe_load(annotations["artifacthub.io/crds"])
+    generated = {
+        yaml.safe_load(p.read_text())["metadata"]["name"]: yaml.safe_load(p.read_text())
+        for p in CRD_DIR.glob("*.yaml")
+    }
+    assert {c["name"] for c in crds} == set(generated)
+    for entry in crds:
+        crd = generated[entry["name"]]
+        assert entry["kind"] == crd["spec"]["names"]["kind"]
+        assert entry["version"] in [v["name"] for v in crd["spec"]["versions"]]
+        assert entry["description"]
+    # The examples are valid objects of those kinds, by the operator's own models.
+    examples = yaml.safe_load(annotations["artifacthub.io/crdsExamples"])
+    assert {e["kind"] for e in examples} == {c["kind"] for c in crds}
+    for example in examples:
+        if example["kind"] == "Workflow":
+            WorkflowSpec.model_validate(example["spec"])
+    for entry in yaml.safe_load(annotations["artifacthub.io/changes"]):
+        assert entry["kind"] in {"added", "changed", "deprecated", "removed", "fixed", "security"}
+    images = {i["name"]: i["image"] for i in yaml.safe_load(annotations["artifacthub.io/images"])}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert images["kdag-operator"] == f"{values['image']['repository']}:{chart['appVersion']}"
+    assert images["helm-test"] == values["tests"]["image"]
 
 
 def test_the_cached_helm_renders_the_chart_without_kube_version_like_a_released_helm() -> None:
