@@ -14,8 +14,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.cluster import Cluster, kubectl, kubectl_json, wait_for
 from tests.support.helm_release import CHART, helm, installed, only_identity_may_act
 from tests.support.operator import (
@@ -37,10 +35,6 @@ from tests.support.real_node import (
 )
 
 
-class KdagGapError(Exception):
-    """What running the image for real shows and kdag has not fixed yet (a strict xfail)."""
-
-
 def _values(**extra: Any) -> dict[str, Any]:
     repository, tag = operator_image().rsplit(":", 1)
     host, port = apiserver_endpoint()
@@ -56,18 +50,12 @@ def _values(**extra: Any) -> dict[str, Any]:
         # No kube-proxy: the in-cluster config's Service address is replaced by the
         # Service's endpoint, which the real node forwards to the API server.
         "operator": {"extraEnv": env},
+        # The suite applies the CRDs itself; no test release may own them.
+        "crds": {"install": False},
         **extra,
     }
 
 
-@pytest.mark.xfail(
-    raises=KdagGapError,
-    strict=True,
-    reason="the image runs as uid 65532, which has no /etc/passwd entry, and kopf's "
-    "peering.detect_own_id() calls getpass.getuser(): KeyError 'getpwuid(): uid not found: "
-    "65532', the operator exits 1 at start (images/operator/Dockerfile needs a passwd entry, "
-    "or the chart a USER variable)",
-)
 def test_the_operator_image_starts_under_the_charts_user(cluster: Cluster, tmp_path: Path) -> None:
     uid = uuid.uuid4().hex[:6]
     release, namespace = f"kdag-{uid}", f"kdag-system-{uid}"
@@ -93,19 +81,16 @@ def test_the_operator_image_starts_under_the_charts_user(cluster: Cluster, tmp_p
             return None
 
         seen = wait_for(outcome, timeout=WAIT_SECONDS, what="the operator pod to start or crash")
-        if seen != "ready":
-            # Only this known failure is the expected one; any other is a plain failure.
-            assert "getpwuid(): uid not found" in seen, seen[-2000:]
-            raise KdagGapError(seen[-600:])
+        # The image's uid 65532 has no passwd entry: kopf names the replica by the chart's
+        # POD_ID instead of asking the OS for a user name (it exited at start before).
+        assert seen == "ready", seen[-2000:]
     finally:
         helm(cluster, "uninstall", release, "--namespace", namespace, check=False)
         kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
 
 
 def test_the_chart_runs_the_operator_on_the_real_node(cluster: Cluster, tmp_path: Path) -> None:
-    # USER: the workaround for the gap above (getpass.getuser() reads it first); drop it
-    # when that test passes.
-    values = _values(env=[{"name": "USER", "value": "kdag"}])
+    values = _values()
     with installed(cluster, tmp_path, values=values, watch=[0]) as release:
         (pod,) = kubectl_json(
             "get", "pods", "-n", release.namespace, "-l", "app.kubernetes.io/name=kdag"

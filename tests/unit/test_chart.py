@@ -1109,3 +1109,13 @@ def test_the_cached_helm_renders_the_chart_without_kube_version_like_a_released_
     assert proc.returncode == 0, proc.stderr
     version = helm("version", "--template", "{{ .GitCommit }}").stdout
     assert len(version) == 40, version
+
+
+def test_the_operator_is_named_by_its_pod_not_by_a_user_name_its_uid_may_not_have() -> None:
+    """kopf names a replica by POD_ID, else by the OS user's name: the image's uid 65532 has
+    no passwd entry, and without POD_ID the operator exited at start
+    (tests/e2e_real/test_chart_on_real_node.py runs the image)."""
+    pod_id = {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    assert container(render())["env"] == [pod_id]
+    extra = {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
+    assert container(render({"operator": {"extraEnv": [extra]}}))["env"] == [pod_id, extra]
