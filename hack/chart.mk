@@ -2,7 +2,9 @@
 # Included by the Makefile (hack/*.mk).
 
 CHART_DIR := charts/kdag
-IMAGE ?= kdag-operator:0.1.0
+# The one version (kdag.__version__), as hack/build-image.sh tags the image by default.
+KDAG_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' operator/kdag/__init__.py)
+IMAGE ?= kdag-operator:$(KDAG_VERSION)
 KIND_CLUSTER ?= kind
 HADOLINT_VERSION := 2.15.1
 # Tools that are not project dependencies live in their own venvs in the cache, like the
