@@ -22,6 +22,7 @@ context, an unreachable server, a refusal, a missing object) is one line on stde
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -266,8 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `kubectl kdag get runs | head -1`: the reader has all it wants
-        sys.stderr.close()
-        return 0
+        # Nothing more reaches the pipe (not even the flush at exit); exit as kubectl,
+        # which dies of SIGPIPE: 128 + 13.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stdout
+        return 141
     except Exception as exc:
         line = one_line(exc)
         if line is None:

@@ -53,6 +53,9 @@ def connection_flags(parser: argparse.ArgumentParser, default: object) -> None:
     )
     parser.add_argument(
         "--as-group",
+        # Given after the verb too: kept apart, since the verb's parser would start its own
+        # list and overwrite the one given before the verb.
+        dest="as_group" if default is None else "as_group_after_verb",
         action="append",
         metavar="GROUP",
         default=default,
@@ -73,7 +76,7 @@ def connection(args: argparse.Namespace) -> Connection:
         context=args.context,
         namespace=args.namespace,
         user=args.as_user,
-        groups=tuple(args.as_group or ()),
+        groups=(*(args.as_group or ()), *(getattr(args, "as_group_after_verb", None) or ())),
         request_timeout=args.request_timeout,
     )
 

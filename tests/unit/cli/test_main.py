@@ -168,6 +168,10 @@ def test_as_and_as_group_and_request_timeout_are_kubectl_s() -> None:
     )
     conn = parser.connection(args)
     assert (conn.user, conn.groups, conn.request_timeout) == ("bob", ("a", "b"), 120.0)
+    # Groups given before and after the verb add up.
+    args = parser.parse(["--as-group", "a", "tree", "r", "--as-group", "b", "--as", "bob"])
+    assert parser.connection(args).groups == ("a", "b")
+    assert parser.connection(parser.parse(["tree", "r"])).groups == ()
 
 
 @pytest.mark.parametrize(
@@ -216,3 +220,16 @@ def test_logs_follow_streams_the_pod_log_as_it_comes(capsys: pytest.CaptureFixtu
     cluster.follow_pod_logs = lambda pod: iter(chunks)  # type: ignore[attr-defined]
     assert main._logs(cluster, "run1", "build", follow=True) == 0  # type: ignore[arg-type]
     assert capsys.readouterr().out == "line 1\nline 2 \u2713\n"
+
+
+def test_a_closed_pipe_ends_quietly_as_kubectl_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def reader_went_away(args: object) -> int:
+        raise BrokenPipeError
+
+    monkeypatch.setattr(main, "run_command", reader_went_away)
+    dup2: list[int] = []
+    monkeypatch.setattr(main.os, "dup2", lambda fd, to: dup2.append(to))
+    assert main.main(["get", "runs"]) == 141
+    assert dup2 == [1] and capsys.readouterr().err == ""
