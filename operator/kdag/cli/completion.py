@@ -21,6 +21,7 @@ from typing import Protocol
 from kdag.api import RUNS, WORKFLOWS, WorkflowRun
 from kdag.cli import parser as cli
 from kdag.cli.cluster import Cluster, Connection, context_names, parse_request_timeout
+from kdag.cli.output import kind_named
 
 # cobra's ShellCompDirective values.
 DEFAULT = 0  # the shell's own completion (files) when there is no candidate
@@ -108,8 +109,9 @@ def _for(
     if verb in cli.TYPE_VERBS:
         if not given:
             return list(TYPES), NO_FILE_COMP
-        plural = WORKFLOWS if given[0] in ("workflows", "workflow", "kwf", "wf") else RUNS
-        return [n for n in lookup.names(plural) if n not in given[1:]], NO_FILE_COMP
+        kind = kind_named(given[0])
+        names = lookup.names(kind.plural) if kind else []
+        return [n for n in names if n not in given[1:]], NO_FILE_COMP
     if verb == "submit" and not given:
         return lookup.names(WORKFLOWS), NO_FILE_COMP
     if verb in cli.RUN_VERBS and not given:

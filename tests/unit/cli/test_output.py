@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from kdag.cli.output import RUN, WORKFLOW, kind_named, render
+from kdag.api import GROUP
+from kdag.cli.output import RUN, WORKFLOW, Kind, kind_named, render
 
+CRDS = Path(__file__).resolve().parents[3] / "crds"
 NOW = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 
 
@@ -129,3 +132,14 @@ def test_workflow_table_shows_nodes_schedule_and_last_run() -> None:
 )
 def test_type_names_are_kubectl_s(name: str, kind: object) -> None:
     assert kind_named(name) is kind
+
+
+@pytest.mark.parametrize("kind", [RUN, WORKFLOW], ids=lambda k: k.plural)
+def test_the_table_s_columns_are_the_crd_s_printer_columns(kind: Kind) -> None:
+    crd = yaml.safe_load((CRDS / f"{kind.plural}.{GROUP}.yaml").read_text())
+    [version] = crd["spec"]["versions"]
+    printer = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert [title for title, _ in kind.columns] == printer
+    names = crd["spec"]["names"]
+    assert {names["singular"], names["plural"], *names["shortNames"]} <= kind.aliases
+    assert kind.kind == names["kind"]
