@@ -207,7 +207,9 @@ class Cluster:
         return self.get(RUNS, name)
 
     def watch_run(self, name: str) -> Iterator[dict[str, Any]]:
-        """The run now, then again every time it changes (a watch, not polling)."""
+        """The run now, then again every time it changes (a watch, not polling). A run that
+        does not exist is a NotFound at once, as with kubectl, not a watch that waits for it."""
+        yield self.get_run(name)
         while True:  # the API server ends a watch after a while: start another
             stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                 self.custom.list_namespaced_custom_object,

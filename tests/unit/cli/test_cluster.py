@@ -103,13 +103,13 @@ def test_as_group_needs_as(tmp_path: Path) -> None:
 class SentError(Exception):
     """Raised in place of sending: carries what would have been sent."""
 
-    def __init__(self, headers: Any, timeout: Any) -> None:
-        self.headers, self.timeout = headers, timeout
+    def __init__(self, url: str, headers: Any, timeout: Any) -> None:
+        self.url, self.headers, self.timeout = url, headers, timeout
 
 
 def _sent(cluster: Cluster, call: Any) -> SentError:
     def request(method: str, url: str, headers: Any = None, **kwargs: Any) -> None:
-        raise SentError(headers, kwargs.get("_request_timeout"))
+        raise SentError(url, headers, kwargs.get("_request_timeout"))
 
     cluster.api.rest_client.request = request
     with pytest.raises(SentError) as caught:
@@ -134,7 +134,16 @@ def test_as_and_as_group_impersonate_with_one_header_a_group(tmp_path: Path) -> 
 def test_a_watch_or_followed_log_limits_only_the_connect_time(tmp_path: Path) -> None:
     path = str(_kubeconfig(tmp_path / "k", ("c", None), current="c"))
     cluster = Cluster.connect(Connection(kubeconfig=path, request_timeout=2))
-    assert _sent(cluster, lambda: next(cluster.watch_run("r"))).timeout == (2, None)
+    # A watch of a run starts with a plain GET, so that a missing run is a NotFound at once.
+    runs = cluster.watch_run("r")
+    first = _sent(cluster, lambda: next(runs))
+    assert (first.url.endswith("/workflowruns/r"), first.timeout) == (True, 2)
+    cluster.get_run = lambda name: {"metadata": {"name": name}}  # type: ignore[method-assign]
+    runs = cluster.watch_run("r")
+    assert next(runs) == {"metadata": {"name": "r"}}
+    watch = _sent(cluster, lambda: next(runs))
+    assert "watch=true" in watch.url and "fieldSelector=metadata.name%3Dr" in watch.url
+    assert watch.timeout == (2, None)
     assert _sent(cluster, lambda: next(cluster.follow_pod_logs("p"))).timeout == (2, None)
     sent = _sent(cluster, lambda: cluster.pod_logs("p"))
     assert sent.timeout == 2
