@@ -37,7 +37,7 @@ from kdag.cli import parser, resources
 from kdag.cli.cluster import Cluster
 from kdag.cli.errors import UserError, api_message, one_line
 from kdag.cli.lint import lint_files
-from kdag.cli.output import RUN, as_document, resource_name
+from kdag.cli.output import RUN, one_object
 from kdag.cli.terminal import console, emit, say
 from kdag.cli.tree import progress_lines, render_run
 from kdag.engine import names
@@ -138,10 +138,9 @@ def _tree(cluster: Cluster, name: str, watch: bool, output: str | None) -> int:
             raise UserError(f"error: --watch draws the tree: -o {output} shows the run once")
         return 0 if watch_run(cluster, name, output == "wide") == RunPhase.SUCCEEDED else 1
     run = cluster.get_run(name)
-    if output in ("json", "yaml"):
-        emit(as_document(run, output))
-    elif output == "name":
-        emit(resource_name(RUN, run) + "\n")
+    shown = one_object(RUN, run, output)
+    if shown is not None:
+        emit(shown)
     else:
         console.print(render_run(run, datetime.now(UTC), wide=output == "wide"))
     return 0
@@ -248,10 +247,9 @@ def _submit(
     }
     created = cluster.create_run(body)
     name = created["metadata"]["name"]
-    if output in ("json", "yaml"):
-        emit(as_document(created, output))
-    elif output == "name":
-        emit(resource_name(RUN, created) + "\n")
+    shown = one_object(RUN, created, output)
+    if shown is not None:
+        emit(shown)
     else:
         say(f"workflowrun/{name} created")
     if not watch:

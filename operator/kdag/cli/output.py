@@ -140,17 +140,15 @@ def render(
 ) -> str:
     """The objects as `kubectl get -o OUTPUT` prints them. `single`: one object asked for by
     name, printed as itself in json/yaml rather than as a List, as kubectl does."""
+    if single and len(objects) == 1 and output in ("json", "yaml", "name"):
+        return str(one_object(kind, objects[0], output))
     if output in ("json", "yaml"):
-        listed: dict[str, Any] = (
-            objects[0]
-            if single and len(objects) == 1
-            else {
-                "apiVersion": "v1",
-                "kind": "List",
-                "items": list(objects),
-                "metadata": {"resourceVersion": ""},
-            }
-        )
+        listed = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [_shown(o) for o in objects],
+            "metadata": {"resourceVersion": ""},
+        }
         return as_document(listed, output)
     if output == "name":
         return "".join(resource_name(kind, o) + "\n" for o in objects)
@@ -169,6 +167,23 @@ def table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [COLUMN_GAP.join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     return "".join(line.rstrip() + "\n" for line in lines)
+
+
+def one_object(kind: Kind, obj: dict[str, Any], output: str | None) -> str | None:
+    """One object as `-o json|yaml|name` prints it; None for the other formats, which each
+    verb prints its own way (a table, a tree, a message)."""
+    if output in ("json", "yaml"):
+        return as_document(_shown(obj), output)
+    if output == "name":
+        return resource_name(kind, obj) + "\n"
+    return None
+
+
+def _shown(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without metadata.managedFields, which kubectl leaves out of its output too
+    (bookkeeping of who wrote which field; `kubectl get --show-managed-fields` shows it)."""
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": metadata} if "metadata" in obj else obj
 
 
 def as_document(obj: Any, output: str) -> str:

@@ -143,3 +143,15 @@ def test_the_table_s_columns_are_the_crd_s_printer_columns(kind: Kind) -> None:
     names = crd["spec"]["names"]
     assert {names["singular"], names["plural"], *names["shortNames"]} <= kind.aliases
     assert kind.kind == names["kind"]
+
+
+def test_json_and_yaml_leave_out_managed_fields_as_kubectl_does() -> None:
+    run = _run("etl-a")
+    run["metadata"]["managedFields"] = [{"manager": "kdag-operator", "operation": "Update"}]
+    for output in ("json", "yaml"):
+        single = yaml.safe_load(render(RUN, [run], output, NOW, single=True))
+        listed = yaml.safe_load(render(RUN, [run, run], output, NOW))
+        for shown in (single, *listed["items"]):
+            assert "managedFields" not in shown["metadata"]
+            assert shown["metadata"]["name"] == "etl-a"
+    assert "managedFields" in run["metadata"]  # the object itself is left as it was
