@@ -56,12 +56,20 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def kdag(*args: str, namespace: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`kubectl-kdag [-n NAMESPACE] ARGS...`; never raises on a non-zero exit."""
+def kdag(
+    *args: str,
+    namespace: str | None = None,
+    env: dict[str, str | None] | None = None,
+    input: str | None = None,  # same name as subprocess.run's
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl-kdag [-n NAMESPACE] ARGS...` with the test cluster's KUBECONFIG (`env`
+    changes or, with a None value, removes variables); never raises on a non-zero exit."""
     ns = ("-n", namespace) if namespace else ()
+    environment = {**_env(), **(env or {})}
     return subprocess.run(
         [str(PLUGIN), *ns, *args],
-        env=_env(),
+        env={k: v for k, v in environment.items() if v is not None},
+        input=input,
         capture_output=True,
         text=True,
         timeout=WAIT_SECONDS,
