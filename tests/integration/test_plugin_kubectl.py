@@ -163,14 +163,34 @@ def test_delete_removes_runs_and_reports_the_missing(namespace: str) -> None:
 # --------------------------------------------------------------------- version
 
 
-def test_version_prints_the_plugin_s_and_the_server_s() -> None:
+def test_version_prints_the_plugin_s_the_server_s_and_the_operator_s(namespace: str) -> None:
+    # An operator Deployment as the chart labels it (no pods: replicas 0).
+    labels = {"app.kubernetes.io/name": "kdag", "app.kubernetes.io/version": "9.9.9-test"}
+    pod = {"containers": [{"name": "operator", "image": "kdag-operator:test"}]}
+    template = {"metadata": {"labels": {"app": "fake-kdag"}}, "spec": pod}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "fake-kdag", "labels": labels},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "fake-kdag"}},
+            "template": template,
+        },
+    }
+    apply(namespace, deployment)
     server = kubectl_json("version")["serverVersion"]["gitVersion"]
     lines = ok(kdag("version")).splitlines()
     assert lines[:2] == [f"Client Version: {__version__}", f"Server Version: {server}"]
-    assert lines[2].startswith("Operator Version: ")
+    assert f"Operator Version: 9.9.9-test (deployment {namespace}/fake-kdag)" in lines[2:]
     report = json.loads(ok(kdag("version", "-o", "json")))
     assert (report["clientVersion"], report["serverVersion"]) == (__version__, server)
+    assert {"deployment": f"{namespace}/fake-kdag", "version": "9.9.9-test"} in report["operators"]
     assert ok(kdag("version", "--client")) == f"Client Version: {__version__}\n"
+    # Who may not list Deployments still learns the rest.
+    denied = ok(kdag("version", "--as", "nobody")).splitlines()
+    assert denied[1] == f"Server Version: {server}"
+    assert denied[2].startswith("Operator Version: unknown (cannot list Deployments: ")
 
 
 # --------------------------------------------------------------------- kubectl's flags
