@@ -263,6 +263,15 @@ def test_no_kubeconfig_is_one_line(tmp_path: Path) -> None:
     assert _one_error_line(missing) == f"error: stat {tmp_path / 'nope'}: no such file or directory"
 
 
+def test_credentials_the_server_refuses_are_one_line(tmp_path: Path) -> None:
+    view = yaml.safe_load(_kubeconfig(tmp_path).read_text())
+    view["users"][0]["user"] = {"token": "not-a-valid-token"}
+    config = tmp_path / "bad-token"
+    config.write_text(yaml.safe_dump(view))
+    result = kdag("get", "runs", "--kubeconfig", str(config))
+    assert _one_error_line(result) == "error: You must be logged in to the server (Unauthorized)"
+
+
 @pytest.fixture
 def closed_port() -> int:
     with socket.socket() as sock:
