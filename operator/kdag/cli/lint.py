@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from rich.text import Text
 from kdag.api import Workflow, WorkflowRun
 from kdag.engine.problems import Problem
 from kdag.engine.validation import resolve_params, validate_workflow
+
+STDIN = Path("STDIN")
 
 
 def pydantic_problems(exc: ValidationError, prefix: str) -> list[Problem]:
@@ -51,15 +54,19 @@ def lint_document(doc: dict[str, Any], workflows: dict[str, Workflow]) -> list[P
 
 
 def lint_files(paths: list[Path], console: Console) -> int:
-    """Print every problem as `file: Kind/name: path: message`; 1 if there were any."""
+    """Print every problem as `file: Kind/name: path: message`; 1 if there were any. The
+    file `-` is standard input, named STDIN in messages, as kubectl names it."""
     documents: list[tuple[Path, dict[str, Any]]] = []
     failed = False
     for path in paths:
+        stdin = str(path) == "-"
+        shown = STDIN if stdin else path
         try:
-            documents += [(path, d) for d in yaml.safe_load_all(path.read_text()) if d]
+            text = sys.stdin.read() if stdin else path.read_text()
+            documents += [(shown, d) for d in yaml.safe_load_all(text) if d]
         except (OSError, yaml.YAMLError) as exc:
             # Text, not markup: a YAML error quotes the brackets it choked on.
-            console.print(Text.assemble((str(path), "red"), f": {exc}"), soft_wrap=True)
+            console.print(Text.assemble((str(shown), "red"), f": {exc}"), soft_wrap=True)
             failed = True
     workflows = {}
     for _, doc in documents:

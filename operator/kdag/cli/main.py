@@ -1,105 +1,48 @@
 """`kubectl kdag` — look at and steer kdag runs.
 
-kubectl kdag tree RUN                 the DAG with phase, attempts and duration per node
-kubectl kdag approve RUN NODE         answer a gate as yourself
+kubectl kdag get runs|workflows [NAME...] [-o json|yaml|name|wide] [-l SEL] [-A]
+kubectl kdag list [runs|workflows]        the same as get
+kubectl kdag delete runs|workflows NAME... | --all
+kubectl kdag tree RUN [-w] [-o ...]       the DAG with phase, attempts and duration per node
+kubectl kdag approve RUN NODE             answer a gate as yourself
 kubectl kdag reject RUN NODE --reason TEXT
 kubectl kdag suspend|resume|cancel|rerun RUN
-kubectl kdag logs RUN NODE            the log of the node's latest attempt
+kubectl kdag logs RUN NODE [-f]           the log of the node's latest attempt
 kubectl kdag submit WORKFLOW -p k=v --watch
-kubectl kdag lint FILE...             offline validation with the engine's messages
+kubectl kdag lint FILE...|-               offline validation with the engine's messages
+kubectl kdag version [--client] [-o json|yaml]
 
--n/--namespace, --context and --kubeconfig go before or after the command, as with kubectl.
-approve/reject refuse a node that is no gate of the run, or a gate already answered; rerun
-refuses an unfinished run and clears spec.cancel of a cancelled one.
+kubectl's flags (-n/--namespace, --context, --kubeconfig, --as, --as-group,
+--request-timeout) go before or after the verb, as with kubectl. approve/reject refuse a
+node that is no gate of the run, or a gate already answered; rerun refuses an unfinished run
+and clears spec.cancel of a cancelled one. An ordinary mistake (no kubeconfig, an unknown
+context, an unreachable server, a refusal, a missing object) is one line on stderr and exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from rich.console import Console
 from rich.live import Live
 
-from kdag import __version__
 from kdag.api import API_VERSION, RunPhase, WorkflowRun
+from kdag.cli import parser, resources
 from kdag.cli.cluster import Cluster
+from kdag.cli.errors import UserError, api_message, one_line
 from kdag.cli.lint import lint_files
+from kdag.cli.output import RUN, one_object
+from kdag.cli.terminal import console, emit, say
 from kdag.cli.tree import progress_lines, render_run
 from kdag.engine import names
 from kdag.engine.model import APPROVE_PREFIX, REJECT_PREFIX, RERUN_ANNOTATION
 from kdag.engine.run_summary import short_list
-
-console = Console()
-errors = Console(stderr=True)
-
-
-def say(text: str, error: bool = False) -> None:
-    """One line as it is: no markup (`transform[eu]` is a node, not a style), no colouring,
-    and no wrapping at the terminal's width, so scripts and CI logs get it whole."""
-    (errors if error else console).print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kubectl kdag", description=__doc__.split("\n")[0])
-    parser.add_argument("--version", action="version", version=f"kubectl-kdag {__version__}")
-    _connection_options(parser, default=None)
-    # kubectl users put -n anywhere (`kubectl kdag tree RUN -n prod`), so every command takes
-    # the connection options too; SUPPRESS keeps a command's absent option from overwriting
-    # one given before the command.
-    connection = argparse.ArgumentParser(add_help=False)
-    _connection_options(connection, default=argparse.SUPPRESS)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add = partial(commands.add_parser, parents=[connection])
-
-    tree = add("tree", help="show a run's nodes with live status")
-    tree.add_argument("run")
-    tree.add_argument("-w", "--watch", action="store_true", help="refresh until the run ends")
-
-    for verb in ("approve", "reject"):
-        gate = add(verb, help=f"{verb} an approval gate as yourself")
-        gate.add_argument("run")
-        gate.add_argument("node")
-        if verb == "reject":
-            gate.add_argument("--reason", required=True, help="why (recorded in status)")
-
-    for verb, text in (
-        ("suspend", "start no new nodes; running ones finish"),
-        ("resume", "undo suspend"),
-        ("cancel", "delete running Jobs, cancel the rest, run finally"),
-        ("rerun", "rerun the failed, timed-out, cancelled and skipped nodes of a finished run"),
-    ):
-        add(verb, help=text).add_argument("run")
-
-    logs = add("logs", help="print the log of a node's latest attempt")
-    logs.add_argument("run")
-    logs.add_argument("node")
-
-    submit = add("submit", help="create a run of a workflow")
-    submit.add_argument("workflow")
-    submit.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
-    submit.add_argument("-w", "--watch", action="store_true", help="show progress until it ends")
-
-    lint = add("lint", help="validate Workflow/WorkflowRun files offline")
-    lint.add_argument("files", nargs="+", type=Path)
-    return parser
-
-
-def _connection_options(parser: argparse.ArgumentParser, default: object) -> None:
-    parser.add_argument(
-        "-n", "--namespace", default=default, help="namespace (default: the context's)"
-    )
-    parser.add_argument("--context", default=default, help="kubeconfig context to use")
-    parser.add_argument(
-        "--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG)"
-    )
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -112,13 +55,13 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-def watch_run(cluster: Cluster, name: str) -> str:
+def watch_run(cluster: Cluster, name: str, wide: bool = False) -> str:
     """Follow the run until it reaches a terminal phase; return it. On a terminal the tree
     is redrawn on every change; elsewhere each change is printed as a line, then the tree."""
     if console.is_terminal:
         with Live(console=console, auto_refresh=False) as live:
             for run, ended in _until_ended(cluster, name):
-                live.update(render_run(run, datetime.now(UTC)), refresh=True)
+                live.update(render_run(run, datetime.now(UTC), wide=wide), refresh=True)
                 if ended:
                     return ended
     before: dict[str, Any] | None = None
@@ -128,7 +71,7 @@ def watch_run(cluster: Cluster, name: str) -> str:
                 say(line)
         before = run
         if ended:
-            console.print(render_run(run, datetime.now(UTC)))
+            console.print(render_run(run, datetime.now(UTC), wide=wide))
             return ended
     raise AssertionError("unreachable: Cluster.watch_run only ends by raising")
 
@@ -148,15 +91,19 @@ def _annotate(cluster: Cluster, run: str, key: str, value: str | None) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    if args.command == "lint":
-        return lint_files(args.files, console)
-    cluster = Cluster.connect(args.kubeconfig, args.context, args.namespace)
     command = args.command
+    if command == "lint":
+        return lint_files(args.files, console)
+    connect = partial(Cluster.connect, parser.connection(args))
+    if command == "version":
+        return resources.version(args, connect)
+    cluster = connect()
+    if command in ("get", "list"):
+        return resources.get(cluster, args)
+    if command == "delete":
+        return resources.delete(cluster, args)
     if command == "tree":
-        if args.watch:
-            return 0 if watch_run(cluster, args.run) == RunPhase.SUCCEEDED else 1
-        console.print(render_run(cluster.get_run(args.run), datetime.now(UTC)))
-        return 0
+        return _tree(cluster, args.run, args.watch, args.output)
     if command in ("approve", "reject"):
         problem = gate_problem(cluster.get_run(args.run), args.node)
         if problem:
@@ -178,10 +125,25 @@ def run_command(args: argparse.Namespace) -> int:
     if command == "rerun":
         return _rerun(cluster, args.run)
     if command == "logs":
-        return _logs(cluster, args.run, args.node)
+        return _logs(cluster, args.run, args.node, args.follow)
     if command == "submit":
-        return _submit(cluster, args.workflow, _params(args.param), args.watch)
+        return _submit(cluster, args.workflow, _params(args.param), args.watch, args.output)
     raise AssertionError(command)
+
+
+def _tree(cluster: Cluster, name: str, watch: bool, output: str | None) -> int:
+    """The run's tree (-o wide: with each node's Job and exit code), or the run itself."""
+    if watch:
+        if output not in (None, "wide"):
+            raise UserError(f"error: --watch draws the tree: -o {output} shows the run once")
+        return 0 if watch_run(cluster, name, output == "wide") == RunPhase.SUCCEEDED else 1
+    run = cluster.get_run(name)
+    shown = one_object(RUN, run, output)
+    if shown is not None:
+        emit(shown)
+    else:
+        console.print(render_run(run, datetime.now(UTC), wide=output == "wide"))
+    return 0
 
 
 def _gates(run: WorkflowRun) -> list[str] | None:
@@ -236,7 +198,7 @@ def _rerun(cluster: Cluster, name: str) -> int:
     return 0
 
 
-def _logs(cluster: Cluster, run_name: str, node: str) -> int:
+def _logs(cluster: Cluster, run_name: str, node: str, follow: bool = False) -> int:
     run = WorkflowRun.model_validate(cluster.get_run(run_name))
     nodes = (run.status.nodes if run.status else None) or {}
     status = nodes.get(node)
@@ -257,21 +219,25 @@ def _logs(cluster: Cluster, run_name: str, node: str) -> int:
         say(f"error: Job {job} of {where} has no pod (yet, or any more)", error=True)
         return 1
     try:
-        text = cluster.pod_logs(pod)
+        if follow:
+            for chunk in cluster.follow_pod_logs(pod):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+        else:
+            emit(cluster.pod_logs(pod))
     except ApiException as exc:
         say(
             f"error: cannot read the log of pod {pod} (Job {job}, attempt {status.attempt}):"
-            f" {exc.status} {exc.reason}: {_api_message(exc)}",
+            f" {exc.status} {exc.reason}: {api_message(exc)}",
             error=True,
         )
         return 1
-    # Verbatim: not through rich, which would wrap long lines and replace :emoji: codes.
-    sys.stdout.write(text)
-    sys.stdout.flush()
     return 0
 
 
-def _submit(cluster: Cluster, workflow: str, params: dict[str, str], watch: bool) -> int:
+def _submit(
+    cluster: Cluster, workflow: str, params: dict[str, str], watch: bool, output: str | None
+) -> int:
     cluster.get_workflow(workflow)  # a clear 404 before creating anything
     body = {
         "apiVersion": API_VERSION,
@@ -281,7 +247,11 @@ def _submit(cluster: Cluster, workflow: str, params: dict[str, str], watch: bool
     }
     created = cluster.create_run(body)
     name = created["metadata"]["name"]
-    say(f"workflowrun/{name} created")
+    shown = one_object(RUN, created, output)
+    if shown is not None:
+        emit(shown)
+    else:
+        say(f"workflowrun/{name} created")
     if not watch:
         return 0
     phase = watch_run(cluster, name)
@@ -289,21 +259,22 @@ def _submit(cluster: Cluster, workflow: str, params: dict[str, str], watch: bool
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser.parse(None if argv is None else list(argv))
     try:
         return run_command(args)
-    except ApiException as exc:
-        say(f"error: {exc.status} {exc.reason}: {_api_message(exc)}", error=True)
-        return 1
     except KeyboardInterrupt:
         return 130
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        return str(json.loads(exc.body or "{}").get("message", exc.body))
-    except ValueError:
-        return str(exc.body)
+    except BrokenPipeError:  # `kubectl kdag get runs | head -1`: the reader has all it wants
+        # Nothing more reaches the pipe (not even the flush at exit); exit as kubectl,
+        # which dies of SIGPIPE: 128 + 13.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stdout
+        return 141
+    except Exception as exc:
+        line = one_line(exc)
+        if line is None:
+            raise  # a bug in the plugin: its traceback is what to report
+        say(line, error=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from rich.text import Text
 from kdag.api import NodePhase, NodeStatus, WorkflowRun
 from kdag.engine.graph import build_graph
 from kdag.engine.instance_keys import template_of
+from kdag.engine.names import current_job
 from kdag.engine.timeutil import format_duration, parse_iso
 
 PHASE_STYLE = {
@@ -56,8 +57,9 @@ def _depths(run: WorkflowRun) -> dict[str, int]:
     return depth
 
 
-def render_run(raw: dict[str, Any], now: datetime) -> Table:
-    """A table of the run's nodes in dependency order, indented by depth."""
+def render_run(raw: dict[str, Any], now: datetime, wide: bool = False) -> Table:
+    """A table of the run's nodes in dependency order, indented by depth; `wide` adds each
+    node's current Job and its exit code (`-o wide`)."""
     run = WorkflowRun.model_validate(raw)
     status = run.status
     phase = str(status.phase) if status and status.phase else "Pending"
@@ -68,7 +70,10 @@ def render_run(raw: dict[str, Any], now: datetime) -> Table:
         f"  {status.progress or ''}" if status else "",
     )
     table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    for column in ("NODE", "PHASE", "ATTEMPTS", "DURATION", "MESSAGE"):
+    columns = ["NODE", "PHASE", "ATTEMPTS", "DURATION", "MESSAGE"]
+    if wide:
+        columns[4:4] = ["JOB", "EXIT"]
+    for column in columns:
         table.add_column(column, overflow="fold" if column == "MESSAGE" else "ellipsis")
     if status is None or not status.nodes:
         if status and status.message:
@@ -87,13 +92,18 @@ def render_run(raw: dict[str, Any], now: datetime) -> Table:
         indent = "  " * depths.get(template, 0)
         marker = "finally " if template in finals else ""
         # Text, not str: rich would read `transform[eu]` as a markup tag.
-        table.add_row(
+        cells: list[Text | str] = [
             Text(f"{indent}{marker}{key}"),
             Text(str(ns.phase), style=PHASE_STYLE.get(ns.phase, "")),
             str(ns.attempt or ""),
             node_duration(ns, now),
-            Text(ns.message or ""),
-        )
+        ]
+        if wide:
+            job = current_job(
+                run.metadata.name or "", run.metadata.uid or "", key, ns.job, ns.attempt
+            )
+            cells += [job or "", "" if ns.exit_code is None else str(ns.exit_code)]
+        table.add_row(*cells, Text(ns.message or ""))
     if status.message:
         table.caption = Text(status.message)
     return table

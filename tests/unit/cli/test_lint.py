@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from kdag.cli.lint import lint_files
@@ -96,3 +98,22 @@ def test_a_yaml_error_is_quoted_as_it_is(tmp_path: Path) -> None:
     code, out = _lint(tmp_path, "kind: [a] [b\n")
     assert code == 1
     assert "kind: [a] [b" in out  # not read as rich markup
+
+
+def test_dash_reads_standard_input_and_names_it_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(BAD))
+    console = Console(width=200, record=True, color_system=None)
+    assert lint_files([Path("-")], console) == 1
+    out = console.export_text()
+    assert "STDIN: Workflow/cyclic: spec.nodes[a].dependsOn: dependency cycle" in out
+
+
+def test_stdin_mixes_with_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The Workflow comes on stdin, the run that names it from a file: one set of documents.
+    workflow, run = GOOD.split("---")
+    path = tmp_path / "run.yaml"
+    path.write_text(run)
+    monkeypatch.setattr("sys.stdin", io.StringIO(workflow))
+    console = Console(width=200, record=True, color_system=None)
+    assert lint_files([Path("-"), path], console) == 0
+    assert console.export_text() == "2 document(s) valid\n"

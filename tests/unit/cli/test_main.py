@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kdag.cli import main
+from kdag.cli import main, parser
 from kdag.engine.model import RERUN_ANNOTATION
 from tests.unit.engine.sim import World, workflow
 
@@ -21,12 +21,12 @@ from tests.unit.engine.sim import World, workflow
     ],
 )
 def test_connection_options_go_before_or_after_the_command(argv: list[str]) -> None:
-    args = main._parser().parse_args(argv)
+    args = parser.build().parse_args(argv)
     assert (args.namespace, args.context, args.kubeconfig, args.run) == ("prod", "c", "k", "r")
 
 
 def test_connection_options_default_to_the_kubeconfig_s() -> None:
-    args = main._parser().parse_args(["lint", "a.yaml"])
+    args = parser.build().parse_args(["lint", "a.yaml"])
     assert (args.namespace, args.context, args.kubeconfig) == (None, None, None)
 
 
@@ -150,3 +150,86 @@ def test_logs_of_a_gate_or_an_unknown_node_say_why_not(capsys: pytest.CaptureFix
         " (WaitingForApproval)",
         "error: workflowrun run1 has no node 'transform[eu]' (nodes: build, publish)",
     ]
+
+
+def test_names_may_follow_flags_as_with_kubectl() -> None:
+    args = parser.parse(["get", "runs", "-n", "prod", "a", "b", "-o", "wide"])
+    assert (args.type, args.names, args.namespace, args.output) == (
+        "runs",
+        ["a", "b"],
+        "prod",
+        "wide",
+    )
+
+
+def test_as_and_as_group_and_request_timeout_are_kubectl_s() -> None:
+    args = parser.parse(
+        ["--as", "bob", "tree", "r", "--as-group", "a", "--as-group", "b", "--request-timeout=2m"]
+    )
+    conn = parser.connection(args)
+    assert (conn.user, conn.groups, conn.request_timeout) == ("bob", ("a", "b"), 120.0)
+    # Groups given before and after the verb add up.
+    args = parser.parse(["--as-group", "a", "tree", "r", "--as-group", "b", "--as", "bob"])
+    assert parser.connection(args).groups == ("a", "b")
+    assert parser.connection(parser.parse(["tree", "r"])).groups == ()
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["--request-timeout", "soon", "tree", "r"], "invalid timeout value 'soon'"),
+        (["get", "runs", "-o", "table"], "invalid choice: 'table'"),
+        (["tree", "r", "extra"], "unrecognized arguments: extra"),
+        (["get", "runs", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_malformed_command_line_exits_2_with_usage(
+    argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parser.parse(argv)
+    assert exited.value.code == 2
+    assert complaint in capsys.readouterr().err
+
+
+def test_an_ordinary_mistake_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], no_kubeconfig: str
+) -> None:
+    assert main.main(["get", "runs"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"error: no kubeconfig found (looked for {no_kubeconfig}): set KUBECONFIG or pass"
+        " --kubeconfig\n"
+    )
+
+
+def test_a_bug_still_shows_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(args: object) -> int:
+        raise KeyError("status")
+
+    monkeypatch.setattr(main, "run_command", broken)
+    with pytest.raises(KeyError):
+        main.main(["get", "runs"])
+
+
+def test_logs_follow_streams_the_pod_log_as_it_comes(capsys: pytest.CaptureFixture[str]) -> None:
+    world = _gated()
+    cluster = FakeCluster(_raw(world))
+    chunks = [b"line 1\n", b"line 2 \xe2\x9c\x93\n"]
+    cluster.follow_pod_logs = lambda pod: iter(chunks)  # type: ignore[attr-defined]
+    assert main._logs(cluster, "run1", "build", follow=True) == 0  # type: ignore[arg-type]
+    assert capsys.readouterr().out == "line 1\nline 2 \u2713\n"
+
+
+def test_a_closed_pipe_ends_quietly_as_kubectl_does(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def reader_went_away(args: object) -> int:
+        raise BrokenPipeError
+
+    monkeypatch.setattr(main, "run_command", reader_went_away)
+    dup2: list[int] = []
+    monkeypatch.setattr(main.os, "dup2", lambda fd, to: dup2.append(to))
+    assert main.main(["get", "runs"]) == 141
+    assert dup2 == [1] and capsys.readouterr().err == ""

@@ -82,3 +82,21 @@ def test_progress_lines_say_what_changed_between_two_versions_of_a_run() -> None
         "run Running 1/2: 1 running",
     ]
     assert progress_lines(first, first) == []
+
+
+def test_wide_tree_adds_each_node_s_job_and_exit_code() -> None:
+    world = World(workflow(nodes=[{"name": "a"}, {"name": "t", "forEach": ["eu"]}]))
+    world.run(lambda i, a: FAIL if i == "a" else OK)
+    raw = {
+        "metadata": {"name": world.name, "uid": world.context().uid},
+        "spec": {"workflowRef": {"name": "etl"}},
+        "status": world.status.to_wire() if world.status else None,
+    }
+    console = Console(width=200, record=True, color_system=None)
+    console.print(render_run(raw, T0 + timedelta(seconds=90), wide=True))
+    lines = console.export_text().splitlines()
+    assert lines[1].split() == ["NODE", "PHASE", "ATTEMPTS", "DURATION", "JOB", "EXIT", "MESSAGE"]
+    row = {line.split()[0]: line.split() for line in lines[2:] if line.strip()}
+    assert row["a"][4:6] == [world.job_name("a"), "1"]
+    # A fan-out instance keeps its Job (and exit code) out of status: the Job is still shown.
+    assert row["t[eu]"][4:] == [world.job_name("t[eu]")]
