@@ -158,3 +158,8 @@ def test_the_venv_runs_the_installed_wheel_with_consistent_dependencies(venv: Pa
     imported = _run(python, "-c", "import kdag; print(kdag.__file__)", cwd=venv).strip()
     assert Path(imported).is_relative_to(venv / "lib"), imported
     _run(python, "-m", "pip", "check", cwd=venv)
+
+
+def test_the_installed_plugins_version_verb_prints_the_version(venv: Path) -> None:
+    shown = _run(venv / "bin" / "kubectl-kdag", "version", "--client", cwd=venv)
+    assert shown.strip() == f"Client Version: {__version__}"
