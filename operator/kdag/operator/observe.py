@@ -237,7 +237,7 @@ def pod_waiting(pod: Mapping[str, Any]) -> str | None:
             continue
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")
-        if reason not in _STUCK_REASONS:
+        if not isinstance(reason, str) or reason not in _STUCK_REASONS:
             return None
         message = waiting.get("message")
         text = f"{reason}: {message}" if isinstance(message, str) and message else str(reason)

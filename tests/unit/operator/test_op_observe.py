@@ -238,6 +238,12 @@ def test_a_pod_that_ended_by_itself_decides_its_attempt(
             'ImagePullBackOff: Back-off pulling image "x"',
         ),
         ({"waiting": {"reason": "ErrImagePull"}}, "ErrImagePull"),
+        # A registry's error page can be long: the node keeps its head, not the whole text.
+        (
+            {"waiting": {"reason": "ErrImagePull", "message": "x" * 5000}},
+            "ErrImagePull: " + "x" * 286,
+        ),
+        ({"waiting": {"reason": ["not", "a", "string"]}}, None),
         ({"waiting": {"reason": "ContainerCreating"}}, None),  # the usual short wait
         ({"running": {}}, None),
         ({"terminated": {"exitCode": 0}}, None),
