@@ -51,7 +51,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="run the operator under yappi (pip install yappi); profiles next to the logs",
+        help="run the operator under yappi (a dev dependency); profiles next to the logs",
     )
     parser.add_argument("--out", type=Path, help="result directory (default bench/results[/quick])")
     parser.add_argument(

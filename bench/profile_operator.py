@@ -5,7 +5,7 @@
 The planner and the API calls run in worker threads, which cProfile would not see; yappi
 profiles them all. On exit (SIGTERM lets kopf shut down cleanly) it writes OUT.pstat (open
 with `python -m pstats`) and OUT.txt, the functions by own and cumulative CPU time.
-yappi is an investigation tool, not a kdag dependency: `pip install yappi==1.7.6`.
+yappi is a dev dependency (`make venv` installs it), not a runtime one.
 """
 
 from __future__ import annotations

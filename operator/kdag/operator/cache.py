@@ -17,7 +17,7 @@ from kdag.operator.objects import RunKey, is_newer, resource_version, run_key, u
 from kdag.operator.observe import ObservedJob, PodResult, observe_job, with_pod_result
 
 # is_newer is re-exported while workflows.py still imports it from here.
-__all__ = ["Cache", "RunJobs", "is_newer", "user_inputs"]
+__all__ = ["Cache", "JobUpdate", "RunJobs", "is_newer", "user_inputs"]
 
 
 def user_inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -30,6 +30,21 @@ def user_inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
         meta.get("annotations") or {},
         meta.get("deletionTimestamp"),
     )
+
+
+# What a Job's planner view is made of: the Job, its pod's result, why its container cannot
+# start, its pods' refusal (uid, message).
+_ViewInputs = tuple[ObservedJob, PodResult | None, str | None, tuple[str, str] | None]
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """A Job stored in the cache: its run, and the planner's view of it before and after
+    (pod result, waiting reason and refusal folded in; `before` None for a Job not seen)."""
+
+    key: RunKey
+    before: JobObservation | None
+    after: JobObservation
 
 
 @dataclass
@@ -54,6 +69,9 @@ class Cache:
         self._pods_listed: set[tuple[str, str]] = set()
         # Jobs whose pods the API server refuses for good: (Job uid, the refusal's message).
         self._refusals: dict[tuple[str, str], tuple[str, str]] = {}
+        # The planner's view of each Job, kept while what it was made of is the same objects:
+        # a pass reads every Job of its run, and a long run has hundreds that no longer change.
+        self._views: dict[tuple[str, str], tuple[_ViewInputs, JobObservation]] = {}
 
     def clear(self) -> None:
         """Forget everything: no watch feeds the cache any more (the replica was paused)."""
@@ -62,6 +80,7 @@ class Cache:
         self._pods.clear()
         self._waiting.clear()
         self._pods_listed.clear()
+        self._views.clear()
 
     # -- runs
 
@@ -122,29 +141,32 @@ class Cache:
     def mark_primed(self, key: RunKey) -> None:
         self._run_jobs(key).primed = True
 
-    def put_job(self, job: Mapping[str, Any]) -> tuple[RunKey, bool] | None:
-        """Store a Job; return (its run, whether what the planner sees changed), or None."""
+    def put_job(self, job: Mapping[str, Any]) -> JobUpdate | None:
+        """Store a Job; return its run and the planner's view before and after (the same when
+        it was not stored: an older copy, a stranger at a failed name), or None when it is no
+        kdag Job."""
         observed = observe_job(job)
         if observed is None:
             return None
         key = (observed.namespace, observed.run)
         jobs = self._run_jobs(key).jobs
         current = jobs.get(observed.observation.name)
-        if current is not None and not is_newer(
-            observed.resource_version, current.resource_version
-        ):
-            return key, False
-        if current is not None and not current.uid and current.owner_uid != observed.owner_uid:
+        if current is not None and (
+            not is_newer(observed.resource_version, current.resource_version)
             # The stranger that took the name of a Job this run could not create: the failed
             # attempt must stay on record, not turn into "deleted" when the stranger is seen.
-            return key, False
+            or (not current.uid and current.owner_uid != observed.owner_uid)
+        ):
+            unchanged = self._view(observed.namespace, current)
+            return JobUpdate(key, unchanged, unchanged)
         if current is not None and current.observation.state is observed.observation.state:
             seen_at = current.observation.seen_at
         else:
             seen_at = self._clock()
         observed = replace(observed, observation=replace(observed.observation, seen_at=seen_at))
         jobs[observed.observation.name] = observed
-        return key, current is None or current.observation != observed.observation
+        before = self._view(observed.namespace, current) if current is not None else None
+        return JobUpdate(key, before, self._view(observed.namespace, observed))
 
     def put_observed_job(self, observed: ObservedJob) -> None:
         """Store an observation that did not come from the API (a Job that could not be made)."""
@@ -269,6 +291,7 @@ class Cache:
         self._waiting.pop((namespace, job_name), None)
         self._pods_listed.discard((namespace, job_name))
         self._refusals.pop((namespace, job_name), None)
+        self._views.pop((namespace, job_name), None)
 
     # -- what the planner sees
 
@@ -282,19 +305,37 @@ class Cache:
         run_jobs = self._jobs.get(key)
         if run_jobs is None:
             return Observed({})
-        jobs: dict[str, JobObservation] = {}
-        for name, job in run_jobs.jobs.items():
-            if job.owner_uid != run_uid:
-                continue
-            result = self._pods.get((key[0], name))
-            if result is not None and result.job_uid not in (None, job.uid):
-                result = None
-            observation = with_pod_result(self._refused_or(key[0], job), result)
-            waiting = self._waiting.get((key[0], name))
-            if waiting is not None:
-                observation = replace(observation, pod_waiting=waiting)
-            jobs[name] = observation
-        return Observed(jobs)
+        return Observed(
+            {
+                name: self._view(key[0], job)
+                for name, job in run_jobs.jobs.items()
+                if job.owner_uid == run_uid
+            }
+        )
+
+    def _view(self, namespace: str, job: ObservedJob) -> JobObservation:
+        """The Job as the planner sees it: its pod's result, why its container cannot start
+        and a refusal of its pods folded in; remade only when one of those changed."""
+        slot = (namespace, job.observation.name)
+        result = self._pods.get(slot)
+        if result is not None and result.job_uid not in (None, job.uid):
+            result = None
+        waiting, refusal = self._waiting.get(slot), self._refusals.get(slot)
+        remembered = self._views.get(slot)
+        if remembered is not None:
+            (was_job, was_result, was_waiting, was_refusal), view = remembered
+            if (
+                was_job is job
+                and was_result is result
+                and was_waiting is waiting
+                and was_refusal is refusal
+            ):
+                return view
+        view = with_pod_result(self._refused_or(namespace, job), result)
+        if waiting is not None:
+            view = replace(view, pod_waiting=waiting)
+        self._views[slot] = ((job, result, waiting, refusal), view)
+        return view
 
     def _refused_or(self, namespace: str, job: ObservedJob) -> JobObservation:
         """A still-active Job whose pods are refused for good is a failed attempt."""

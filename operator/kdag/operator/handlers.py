@@ -13,6 +13,7 @@ from typing import Any, cast
 import kopf
 
 from kdag.engine.model import JobState
+from kdag.engine.rules.attempts import job_change_matters
 from kdag.operator.app import Operator
 from kdag.operator.cache import user_inputs
 from kdag.operator.config import JOBS_RESOURCE, PODS_RESOURCE, RUNS_RESOURCE
@@ -51,11 +52,15 @@ def handle_job_event(app: Operator, event_type: str | None, body: dict[str, Any]
         if key is not None:
             app.reconciler.enqueue(key)
         return
-    stored = app.cache.put_job(body)
-    if stored is None:
+    update = app.cache.put_job(body)
+    if update is None:
         return
-    key, changed = stored
-    if changed:
+    key = update.key
+    if job_change_matters(
+        update.before,
+        update.after,
+        deletes_finished_jobs=app.reconciler.deletes_finished_jobs(key),
+    ):
         app.reconciler.enqueue(key)
     job = app.cache.job(key, str((body.get("metadata") or {}).get("name", "")))
     if job is not None:

@@ -34,6 +34,7 @@ from kdag.engine.model import (
     RemoveAnnotations,
     ServiceAccountRef,
 )
+from kdag.engine.rules.retention import retention_policy
 from kdag.operator.backoff import Backoff
 from kdag.operator.cache import Cache, user_inputs
 from kdag.operator.cache_completion import CacheCompleter
@@ -134,6 +135,14 @@ class Reconciler:
         self._unsure.discard(key)
         self._parsed.pop(key, None)
         self._metrics.forget_run(key)
+
+    def deletes_finished_jobs(self, key: RunKey) -> bool:
+        """Whether the run deletes its finished Jobs (jobRetentionPolicy), so that a Job's own
+        completion gives it work; True while the run's workflow is not known yet."""
+        remembered = self._parsed.get(key)
+        if remembered is None or remembered[1].status is None:
+            return True
+        return retention_policy(remembered[1].status, self._job_retention_policy) != "Retain"
 
     def due_at(self, key: RunKey) -> datetime | None:
         """When the run's timer fires next (for tests and debugging)."""

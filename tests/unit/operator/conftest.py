@@ -394,6 +394,20 @@ def run_body(
     }
 
 
+class Wakes:
+    """A reconciler as the watch handlers see it: records the runs they wake."""
+
+    def __init__(self, *, deletes_finished_jobs: bool = False) -> None:
+        self.woken: list[tuple[str, str]] = []
+        self._deletes = deletes_finished_jobs
+
+    def enqueue(self, key: tuple[str, str]) -> None:
+        self.woken.append(key)
+
+    def deletes_finished_jobs(self, key: tuple[str, str]) -> bool:
+        return self._deletes
+
+
 def watch_handlers_app(cache: Cache, reconciler: Any) -> Any:
     """What the kopf handlers reach through `memo["kdag"]`: the cache, the reconciler, and a
     refusal finder that ignores Jobs (test_op_refusals.py covers it)."""

@@ -20,6 +20,9 @@ class Queue:
     def forget(self, key: tuple[str, str]) -> None:
         self.forgotten.append(key)
 
+    def deletes_finished_jobs(self, key: tuple[str, str]) -> bool:
+        return False
+
 
 class Refusals:
     def __init__(self) -> None:

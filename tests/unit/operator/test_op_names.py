@@ -4,10 +4,9 @@ its name, and a Job in the way fails one attempt, never the whole run."""
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 from typing import Any
 
-from conftest import LABEL_VALUE, Harness, run_body, watch_handlers_app
+from conftest import LABEL_VALUE, Harness, Wakes, run_body, watch_handlers_app
 
 from kdag.operator.cache import Cache
 from kdag.operator.handlers import handle_job_event, handle_pod_event
@@ -133,10 +132,10 @@ def test_job_and_pod_events_of_a_run_with_a_long_name_reach_that_run(h: Harness)
     h.reconcile(key)
     name = h.job_of(key, "a")
     h.kube.finish_job("ns", name)
-    queue: list[tuple[str, str]] = []
-    app = watch_handlers_app(Cache(), SimpleNamespace(enqueue=queue.append))
+    wakes = Wakes()
+    app = watch_handlers_app(Cache(), wakes)
     handle_pod_event(app, "MODIFIED", copy.deepcopy(h.kube.pods[("ns", f"{name}-pod")]))
     handle_job_event(app, "MODIFIED", copy.deepcopy(h.kube.jobs[("ns", name)]))
     assert app.cache.pod_result("ns", name) is not None
-    assert queue == [key]
+    assert wakes.woken == [key]
     assert app.cache.job(key, name) is not None

@@ -4,11 +4,10 @@ waiting the second the Job controller takes to mark the Job finished (SPEC §8 l
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
-from conftest import Harness, run_body, watch_handlers_app
+from conftest import Harness, Wakes, run_body, watch_handlers_app
 
-from kdag.operator.handlers import handle_pod_event
+from kdag.operator.handlers import handle_job_event, handle_pod_event
 
 
 def _pod_ends(
@@ -17,11 +16,18 @@ def _pod_ends(
     """The node's pod ends; only its watch event arrives (the Job is still active).
     Returns the runs the event woke."""
     body = h.kube.end_pod(key[0], h.job_of(key, instance), **pod)  # type: ignore[arg-type]
-    woken: list[tuple[str, str]] = []
-    handle_pod_event(
-        watch_handlers_app(h.cache, SimpleNamespace(enqueue=woken.append)), "MODIFIED", body
-    )
-    return woken
+    wakes = Wakes()
+    handle_pod_event(watch_handlers_app(h.cache, wakes), "MODIFIED", body)
+    return wakes.woken
+
+
+def _job_event(h: Harness, key: tuple[str, str], instance: str) -> list[tuple[str, str]]:
+    """The Job's watch event, as the API has it now; returns the runs it woke (the real
+    reconciler says whether the run deletes its finished Jobs)."""
+    wakes = Wakes(deletes_finished_jobs=h.reconciler.deletes_finished_jobs(key))
+    job = copy.deepcopy(h.kube.jobs[(key[0], h.job_of(key, instance))])
+    handle_job_event(watch_handlers_app(h.cache, wakes), "MODIFIED", job)
+    return wakes.woken
 
 
 def test_a_pod_that_succeeded_starts_its_dependents_before_its_job_completes() -> None:
@@ -36,6 +42,45 @@ def test_a_pod_that_succeeded_starts_its_dependents_before_its_job_completes() -
     assert nodes["a"]["finishedAt"] == "2026-11-22T02:00:04Z"  # when the container ended
     assert nodes["b"]["phase"] == "Running"
     assert h.job_of(key, "b")
+
+
+def test_a_job_marked_complete_after_its_pod_decided_costs_no_pass() -> None:
+    h = Harness()
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
+    h.reconcile(key)
+    job = h.kube.jobs[(key[0], h.job_of(key, "a"))]
+    job["status"] = {"startTime": "2026-11-22T02:00:01Z", "active": 1}
+    job["metadata"]["resourceVersion"] = "900"
+    assert _job_event(h, key, "a") == []  # its start time: nothing to plan
+    _pod_ends(h, key, "a")
+    h.reconcile(key)
+    assert h.status(key)["nodes"]["b"]["phase"] == "Running"
+    h.kube.finish_job(key[0], h.job_of(key, "a"))
+    assert _job_event(h, key, "a") == []  # the Job caught up with its pod
+
+
+def test_a_job_marked_complete_after_its_pod_decided_wakes_a_run_that_deletes_it() -> None:
+    h = Harness()
+    nodes = [{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]
+    key = h.create_run(run_body(nodes=nodes, jobRetentionPolicy="DeleteSucceeded"))
+    h.reconcile(key)
+    _pod_ends(h, key, "a")
+    h.reconcile(key)
+    job = h.job_of(key, "a")
+    h.kube.finish_job(key[0], job)
+    assert _job_event(h, key, "a") == [key]
+    h.reconcile(key)
+    assert ("delete_job", job) in h.kube.calls
+
+
+def test_a_job_that_fails_after_its_pod_succeeded_wakes_its_run() -> None:
+    h = Harness()
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
+    h.reconcile(key)
+    _pod_ends(h, key, "a")
+    h.reconcile(key)
+    h.kube.finish_job(key[0], h.job_of(key, "a"), ok=False, reason="DeadlineExceeded")
+    assert _job_event(h, key, "a") == [key]
 
 
 def test_a_pod_that_failed_fails_its_attempt_naming_the_kubelets_reason() -> None:
@@ -140,8 +185,9 @@ def test_a_container_that_cannot_pull_its_image_says_so_in_its_node_until_it_sta
     (container,) = pod["status"]["containerStatuses"]
     pod["status"]["phase"] = "Pending"
     container["state"] = {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off"}}
-    woken: list[tuple[str, str]] = []
-    app = watch_handlers_app(h.cache, SimpleNamespace(enqueue=woken.append))
+    wakes = Wakes()
+    woken = wakes.woken
+    app = watch_handlers_app(h.cache, wakes)
     handle_pod_event(app, "MODIFIED", copy.deepcopy(pod))
     assert woken == [key]
     handle_pod_event(app, "MODIFIED", copy.deepcopy(pod))

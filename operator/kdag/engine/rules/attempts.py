@@ -84,6 +84,43 @@ def decided(job: JobObservation) -> JobObservation:
     )
 
 
+def _without_job_own_fields(job: JobObservation) -> JobObservation:
+    """The observation without what the Job controller alone writes on a Job: once its pod
+    has decided the attempt, the planner has already acted on everything else."""
+    return replace(
+        job,
+        state=JobState.ACTIVE,
+        reason=None,
+        message=None,
+        started_at=None,
+        finished_at=None,
+        seen_at=None,
+    )
+
+
+def job_change_matters(
+    before: JobObservation | None, after: JobObservation, *, deletes_finished_jobs: bool
+) -> bool:
+    """Whether the planner may act differently on `after` than on `before` (both with their
+    pod's result folded in), so the run is worth a pass.
+
+    The planner never reads when an active Job started. A Job marked finished as its pod
+    already decided it is news only where finished Jobs are deleted (jobRetentionPolicy);
+    one that ends otherwise (a deadline raced its pod) is news, as is any other change.
+    """
+    if before is None:
+        return True
+    caught_up = (
+        before.state is JobState.ACTIVE
+        and before.pod_state is not None
+        and after.state is before.pod_state
+        and _without_job_own_fields(before) == _without_job_own_fields(after)
+    )
+    if caught_up:
+        return deletes_finished_jobs
+    return replace(before, started_at=None) != replace(after, started_at=None)
+
+
 def schedule(state: PassState) -> None:
     """Start queued nodes in a stable order while the run's parallelism has room."""
     if stop.suspended(state):

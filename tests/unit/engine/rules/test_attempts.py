@@ -11,7 +11,7 @@ import pytest
 from kdag.api import NodePhase, RunPhase
 from kdag.engine.model import PODS_REFUSED_REASON, JobObservation, JobState
 from kdag.engine.planner import JOB_REFUSED
-from kdag.engine.rules.attempts import decided
+from kdag.engine.rules.attempts import decided, job_change_matters
 from kdag.engine.timeutil import parse_iso
 from tests.unit.engine.sim import FAIL, FAN, INSTANCES, Outcome, S, World, workflow
 
@@ -225,3 +225,83 @@ def test_an_ended_pod_decides_an_attempt_whose_job_is_still_active(
     assert result.state is decided_state
     if decided_state is not job_state:
         assert (result.finished_at, result.seen_at) == (ended, ended)
+
+
+_ENDED = datetime(2026, 11, 22, 2, 0, 4, tzinfo=UTC)
+_MARKED = datetime(2026, 11, 22, 2, 0, 5, tzinfo=UTC)
+_RUNNING = JobObservation("j", "a", 1, JobState.ACTIVE)
+_POD_SUCCEEDED = replace(
+    _RUNNING, pod_state=JobState.SUCCEEDED, exit_code=0, pod_finished_at=_ENDED, pod_seen_at=_ENDED
+)
+_POD_FAILED = replace(
+    _RUNNING, pod_state=JobState.FAILED, exit_code=3, pod_finished_at=_ENDED, pod_seen_at=_ENDED
+)
+
+
+def _marked(job: JobObservation, state: JobState, **fields: object) -> JobObservation:
+    return replace(job, state=state, finished_at=_MARKED, seen_at=_MARKED, **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "deletes_finished_jobs", "matters"),
+    [
+        pytest.param(None, _RUNNING, False, True, id="a new Job"),
+        pytest.param(
+            _RUNNING, replace(_RUNNING, started_at=_ENDED), False, False, id="its start time"
+        ),
+        pytest.param(_RUNNING, _POD_SUCCEEDED, False, True, id="its pod ended"),
+        pytest.param(
+            _POD_SUCCEEDED,
+            _marked(_POD_SUCCEEDED, JobState.SUCCEEDED),
+            False,
+            False,
+            id="marked as its pod decided, Jobs retained",
+        ),
+        pytest.param(
+            _POD_SUCCEEDED,
+            _marked(_POD_SUCCEEDED, JobState.SUCCEEDED),
+            True,
+            True,
+            id="marked as its pod decided, finished Jobs deleted",
+        ),
+        pytest.param(
+            _POD_FAILED,
+            _marked(_POD_FAILED, JobState.FAILED, reason="BackoffLimitExceeded"),
+            False,
+            False,
+            id="failed as its pod decided",
+        ),
+        pytest.param(
+            _POD_SUCCEEDED,
+            _marked(_POD_SUCCEEDED, JobState.FAILED, reason="DeadlineExceeded"),
+            False,
+            True,
+            id="a deadline raced its pod",
+        ),
+        pytest.param(
+            _POD_SUCCEEDED,
+            replace(_marked(_POD_SUCCEEDED, JobState.SUCCEEDED), deleting=True),
+            False,
+            True,
+            id="marked and being deleted",
+        ),
+        pytest.param(
+            _RUNNING, _marked(_RUNNING, JobState.SUCCEEDED), False, True, id="ended before its pod"
+        ),
+        pytest.param(_RUNNING, replace(_RUNNING, deleting=True), False, True, id="being deleted"),
+        pytest.param(
+            _RUNNING,
+            replace(_RUNNING, pod_waiting="ImagePullBackOff"),
+            False,
+            True,
+            id="its container cannot start",
+        ),
+    ],
+)
+def test_a_job_change_wakes_the_planner_only_when_it_could_plan_differently(
+    before: JobObservation | None,
+    after: JobObservation,
+    deletes_finished_jobs: bool,
+    matters: bool,
+) -> None:
+    assert job_change_matters(before, after, deletes_finished_jobs=deletes_finished_jobs) is matters
