@@ -17,7 +17,7 @@ from kdag.engine.model import (
 )
 from kdag.engine.planner import plan
 from kdag.operator.runs import ParsedRun, run_context
-from kdag.operator.status_patch import merge_patch
+from kdag.operator.status_patch import status_patch
 
 
 @dataclass(frozen=True)
@@ -52,5 +52,5 @@ def decide(
         output_budget=output_budget,
     )
     result = plan(ctx, run.status, observed, now)
-    patch = merge_patch(body.get("status") or {}, result.status.to_wire())
+    patch = status_patch(body.get("status") or {}, run.status, result.status)
     return Decision(run=run, result=result, status_patch=patch)

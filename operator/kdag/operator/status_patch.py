@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from kdag.api import WorkflowRunStatus
+
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """A merge patch that, applied to `old`, gives `new`; empty when they are equal.
@@ -38,6 +40,46 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     for key in old:
         if key not in new:
             patch[key] = None
+    return patch
+
+
+def status_patch(
+    stored: Mapping[str, Any], old: WorkflowRunStatus | None, new: WorkflowRunStatus
+) -> dict[str, Any]:
+    """`merge_patch(stored, new.to_wire())`, made from what a pass changed.
+
+    `old` is the status `stored` was read as (or written from). A pass shares with it the
+    node entries it did not change and the workflow snapshot, which never changes once
+    resolved: those are neither serialised nor compared again, so a pass over a run with
+    thousands of finished nodes costs what it changed, not the whole status.
+    """
+    stored_nodes = stored.get("nodes")
+    if (
+        old is None
+        or old.nodes is None
+        or new.nodes is None
+        or not isinstance(stored_nodes, Mapping)
+    ):
+        return merge_patch(stored, new.to_wire())
+    shared = {"nodes"}
+    if new.workflow is not None and new.workflow is old.workflow and "workflow" in stored:
+        shared.add("workflow")
+    rest = new.model_dump(by_alias=True, exclude_none=True, mode="json", exclude=shared)
+    patch = merge_patch({k: v for k, v in stored.items() if k not in shared}, rest)
+    nodes: dict[str, Any] = {}
+    for key, node in new.nodes.items():
+        before = stored_nodes.get(key)
+        if before is not None and old.nodes.get(key) is node:
+            continue
+        wire = node.to_wire()
+        changed = wire if not isinstance(before, Mapping) else merge_patch(before, wire)
+        if changed:
+            nodes[key] = changed
+    for key in stored_nodes:
+        if key not in new.nodes:
+            nodes[key] = None
+    if nodes:
+        patch["nodes"] = nodes
     return patch
 
 
