@@ -169,7 +169,8 @@ class PassState:
         for key in self.nodes:
             by_template.setdefault(template_of(key), []).append(key)
         for keys in by_template.values():
-            keys.sort(key=lambda k: self.nodes[k].index or 0)
+            if len(keys) > 1:  # a fan-out's instances, in item order
+                keys.sort(key=lambda k: self.nodes[k].index or 0)
         return by_template
 
     def node_views(self) -> NodeViews:

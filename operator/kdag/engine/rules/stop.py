@@ -44,8 +44,8 @@ def stop_after_failure(state: PassState) -> None:
         (
             k
             for k, ns in state.nodes.items()
-            if template_of(k) not in state.final_names
-            and ns.phase in (NodePhase.FAILED, NodePhase.TIMED_OUT)
+            if ns.phase in (NodePhase.FAILED, NodePhase.TIMED_OUT)
+            and template_of(k) not in state.final_names
         ),
         None,
     )
