@@ -57,6 +57,8 @@ class Operator:
             output_budget=config.max_run_output_bytes,
             workers=config.reconcile_workers,
             resync_seconds=config.resync_seconds,
+            # Half the API client's workers: the other half stays free for other runs.
+            job_requests_in_flight=max(1, config.api_workers // 2),
         )
         refusals = RefusalFinder(kube, cache, reconciler.enqueue)
         return cls(config, metrics, kube, cache, events, reconciler, refusals)

@@ -41,7 +41,7 @@ from kdag.operator.cache_completion import CacheCompleter
 from kdag.operator.decision import Decision, decide
 from kdag.operator.events import EventSink
 from kdag.operator.finished_runs import FinishedRuns
-from kdag.operator.job_actions import JobActions
+from kdag.operator.job_actions import REQUESTS_IN_FLIGHT, JobActions
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
 from kdag.operator.objects import RunKey, resource_version, utcnow
@@ -82,6 +82,7 @@ class Reconciler:
         resync_seconds: float = 0.0,
         clock: Clock = utcnow,
         plan_in_thread: bool = True,
+        job_requests_in_flight: int = REQUESTS_IN_FLIGHT,
     ) -> None:
         self._kube = kube
         self._cache = cache
@@ -114,7 +115,9 @@ class Reconciler:
             forget=self.forget,
             period_seconds=resync_seconds,
         )
-        self._jobs = JobActions(kube, cache, metrics, clock)
+        self._jobs = JobActions(
+            kube, cache, metrics, clock, requests_in_flight=job_requests_in_flight
+        )
         self._completer = CacheCompleter(kube, cache)
         self._finished = FinishedRuns(kube, cache, self._jobs, clock, job_retention_policy)
         self._oversized = OversizedStatus(kube, cache, self._jobs, events, self._metrics)
