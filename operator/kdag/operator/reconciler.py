@@ -125,6 +125,7 @@ class Reconciler:
         # cached run may be behind the server; the next pass reads it first.
         self._unsure: set[RunKey] = set()
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
+        self._status_writes: set[RunKey] = set()
 
     # ------------------------------------------------------------ queue
 
@@ -138,6 +139,10 @@ class Reconciler:
         self._unsure.discard(key)
         self._parsed.pop(key, None)
         self._metrics.forget_run(key)
+
+    def writing_status(self, key: RunKey) -> bool:
+        """Whether a status write of the run is in flight (its watch event may come first)."""
+        return key in self._status_writes
 
     def deletes_finished_jobs(self, key: RunKey) -> bool:
         """Whether the run deletes its finished Jobs (jobRetentionPolicy), so that a Job's own
@@ -399,6 +404,7 @@ class Reconciler:
                 run = replace(run, annotations=dict(annotations))
         if decision.status_patch:
             writing = time.perf_counter()
+            self._status_writes.add(key)
             try:
                 stored = await self._kube.patch_run_status(
                     run.namespace, run.name, {"status": decision.status_patch}
@@ -411,6 +417,8 @@ class Reconciler:
                     self._parsed.pop(key, None)
                     return Result()
                 raise
+            finally:
+                self._status_writes.discard(key)
             self._cache.put_run(stored)
             # Back-pressure: the run pauses for as long as its write took before it plans
             # again, so its status writes hold the API server at most half the time. Free on
