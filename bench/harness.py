@@ -288,7 +288,12 @@ def _run_operator(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any
         "namespace": namespace,
         "completed": finished,
         "run_phases": sorted(p or "None" for p in phases),
-        "runs_succeeded": sum(1 for r in seen_runs.values() if r.phase == "Succeeded"),
+        "runs_succeeded": sum(
+            1 for r in seen_runs.values() if r.name in measured and r.phase == "Succeeded"
+        ),
+        "background_phases": sorted(
+            seen_runs[n].phase or "None" if n in seen_runs else "not seen" for n in background
+        ),
         "jobs": len(all_jobs),
         "duplicate_jobs": len(all_jobs) - len(attempts),
         # Watches that had to relist (410 Gone): the affected first-seen times are late.

@@ -34,6 +34,7 @@ def test_scenario_result_is_well_formed(quick_results: Path, key: str) -> None:
     assert scenario["quick"] is True
     assert operator["completed"] is True
     assert operator["runs_succeeded"] == scenario["runs"]
+    assert operator["background_phases"] == (["Succeeded"] if scenario["background_nodes"] else [])
     # One Job per node, none created twice.
     assert operator["jobs"] == scenario["nodes"]
     assert operator["duplicate_jobs"] == 0
