@@ -1,0 +1,162 @@
+"""Active-active shards (docs/install.md "Shards"): replicas split the runs; one SIGKILLed
+while ownership is being rebalanced loses its runs to the others, and no (node, attempt)
+ever gets two Jobs.
+
+The replicas run under the chart's RBAC with `sharding.enabled` (their Lease permissions
+come from the chart's Role in the release's namespace), on one test namespace, with a short
+lease (6 s, renewed every 2 s) so that the handovers take seconds, not the default 15.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.chart_rbac import chart_identity
+from tests.support.cluster import Cluster, kubectl_json, wait_for
+from tests.support.faults import (
+    JobLedger,
+    RunHistory,
+    Shape,
+    chain_shape,
+    fan_out_shape,
+    finish_and_check,
+    operator_for,
+    own_namespace,
+    retries_shape,
+)
+from tests.support.operator import apply, apply_crds, create, run_of
+from tests.support.operator_process import ScopedOperator
+
+LEASE = 6
+RENEW = 2
+GROUP = "kdag-it-shards"
+# The longest run's own time: a chain of six 2-second steps.
+RUN_SECONDS = 12
+# Generous slack for a 2-CPU machine whose control plane starts pods in seconds under load.
+SLACK = 90
+
+
+@pytest.fixture(autouse=True)
+def _crds(cluster: Cluster) -> None:
+    apply_crds()  # this module may run alone, before any test that applies them
+
+
+def _shard_args(namespace: str, identity: str) -> list[str]:
+    return [
+        f"--shards={GROUP}",
+        f"--shard-namespace={namespace}",
+        f"--shard-identity={identity}",
+        f"--shard-lease-seconds={LEASE}",
+        f"--shard-renew-seconds={RENEW}",
+        "--resync-seconds=5",
+    ]
+
+
+def _acting_with(operator: ScopedOperator, *members: str) -> bool:
+    return f"shards: acting (members: {', '.join(members)})" in operator.logs()
+
+
+def _job_creates(operator: ScopedOperator) -> float:
+    return operator.sample("kdag_kube_requests_total", verb="create", resource="jobs")
+
+
+def _leases(namespace: str) -> set[str]:
+    found = kubectl_json("get", "leases", "-n", namespace, "-l", f"kdag.dev/shard-group={GROUP}")
+    return {lease["spec"]["holderIdentity"] for lease in found["items"]}
+
+
+def test_runs_are_split_and_a_replica_killed_while_rebalancing_is_taken_over(
+    cluster: Cluster,
+) -> None:
+    shapes = [chain_shape(step="2s", length=6), fan_out_shape(), retries_shape()]
+    identity = chart_identity(values={"replicas": 3, "sharding": {"enabled": True}})
+    home = identity.namespace
+    with (
+        own_namespace("shards") as namespace,
+        JobLedger(namespace, cluster.kubeconfig) as ledger,
+        RunHistory(namespace, cluster.kubeconfig) as history,
+        operator_for(cluster.kubeconfig, [namespace], _shard_args(home, "a"), identity) as first,
+        operator_for(cluster.kubeconfig, [namespace], _shard_args(home, "b"), identity) as second,
+    ):
+        wait_for(
+            lambda: _acting_with(first, "a", "b") and _acting_with(second, "a", "b"),
+            timeout=60,
+            what="both replicas to act, each knowing the other",
+        )
+        assert _leases(home) == {"a", "b"}
+        apply(namespace, *(shape.manifest for shape in shapes))
+        runs: dict[str, Shape] = {}
+        for _ in range(8):
+            for shape in shapes:
+                runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
+        assert ledger.wait_count(len(runs), timeout=120), first.tail(40)
+        # Each replica drove a share: both created Jobs.
+        by_first, by_second = _job_creates(first), _job_creates(second)
+        assert by_first > 0 and by_second > 0, (by_first, by_second)
+
+        with operator_for(
+            cluster.kubeconfig, [namespace], _shard_args(home, "c"), identity
+        ) as third:
+            # The rebalancing: a has listed c's Lease and dropped c's share, c is still
+            # in its grace, and b may not have seen c yet. Now a dies without a word.
+            wait_for(
+                lambda: "members: a, b, c" in first.logs(),
+                timeout=30,
+                interval=0.1,
+                what="the first replica to see the third",
+            )
+            first.kill()
+            killed_at = time.monotonic()
+            # Within a lease (plus a renewal) the survivors count a gone, then c's grace.
+            bound = LEASE + RENEW + LEASE + RUN_SECONDS + SLACK
+            finish_and_check(namespace, runs, ledger, history, second, bound)
+            took = time.monotonic() - killed_at
+            assert took < bound, took
+            assert _acting_with(second, "b", "c") and _acting_with(third, "b", "c")
+            # The survivors split what a left: both wrote after the kill.
+            assert _job_creates(second) + _job_creates(third) > by_second, third.tail(40)
+        # c stopped cleanly: its Lease is gone; a's stays until someone deletes it.
+        wait_for(lambda: "c" not in _leases(home), timeout=30, what="c's Lease to go")
+        assert ledger.duplicates() == {}
+
+
+def test_a_replica_that_stops_cleanly_hands_its_runs_over_at_once(cluster: Cluster) -> None:
+    """SIGTERM: the replica stops its work, deletes its Lease, and the other takes its runs
+    at its next renewal instead of a lease duration later."""
+    shapes = [chain_shape(step="2s", length=5)]
+    identity = chart_identity(values={"replicas": 2, "sharding": {"enabled": True}})
+    home = identity.namespace
+    with (
+        own_namespace("shards") as namespace,
+        JobLedger(namespace, cluster.kubeconfig) as ledger,
+        RunHistory(namespace, cluster.kubeconfig) as history,
+        operator_for(cluster.kubeconfig, [namespace], _shard_args(home, "p"), identity) as staying,
+    ):
+        with operator_for(
+            cluster.kubeconfig, [namespace], _shard_args(home, "q"), identity
+        ) as leaving:
+            wait_for(
+                lambda: _acting_with(staying, "p", "q") and _acting_with(leaving, "p", "q"),
+                timeout=60,
+                what="both replicas to act",
+            )
+            apply(namespace, *(shape.manifest for shape in shapes))
+            runs: dict[str, Shape] = {}
+            for _ in range(10):
+                runs[create(namespace, run_of(shapes[0].manifest["metadata"]["name"]))] = shapes[0]
+            assert ledger.wait_count(len(runs), timeout=120), leaving.tail(40)
+            assert _job_creates(leaving) > 0
+            mark = len(staying.logs())
+        left_at = time.monotonic()
+        # leaving.stop() (SIGTERM) returned: its Lease is already deleted.
+        assert _leases(home) == {"p"}
+        wait_for(
+            lambda: "shards: acting (members: p)" in staying.logs()[mark:],
+            timeout=LEASE,
+            interval=0.1,
+            what="the staying replica to take everything",
+        )
+        assert time.monotonic() - left_at < RENEW + 3
+        finish_and_check(namespace, runs, ledger, history, staying, RUN_SECONDS * 2 + SLACK)
