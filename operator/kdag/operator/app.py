@@ -112,7 +112,9 @@ class Operator:
         await self.reconciler.stop()
         await self.events.stop()
         if self.shards is not None:
-            # After the work stopped: deleting the Lease hands this replica's runs over at once.
+            # After the work stopped and its last requests were answered: deleting the Lease
+            # hands this replica's runs over at once.
+            await self.kube.drain()
             await self.shards.stop(leave=True)
         self.kube.close()
 

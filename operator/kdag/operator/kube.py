@@ -134,6 +134,11 @@ class KubeClient:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._api.close()  # type: ignore[no-untyped-call]
 
+    async def drain(self) -> None:
+        """Send nothing more, and wait for the requests already sent (shards: before this
+        replica's Lease is deleted, nothing of its may still be on its way)."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+
     # -- transport
 
     def _request_sync(

@@ -128,6 +128,7 @@ class Shards:
         self._epoch = NOBODY
         self._owners: dict[str, str | None] = {}  # key -> owner under the epoch's members
         self._stored: dict[str, Any] | None = None  # our Lease as last written
+        self._usurped = False  # another process renews our Lease under our identity
         self._acquired = micro_time(wall())
         self._task: asyncio.Task[None] | None = None
 
@@ -189,6 +190,8 @@ class Shards:
 
     async def _renew_lease(self) -> None:
         """Write our Lease with a new renewTime; raises KubeError when that fails."""
+        if self._usurped:
+            raise KubeError(409, "Conflict", "another process holds this replica's identity")
         if self._stored is None:
             try:
                 self._stored = await self._api.create_lease(self.namespace, self._desired())
@@ -196,7 +199,8 @@ class Shards:
             except KubeError as exc:
                 if exc.status != 409:
                     raise
-                # Ours from before a restart (same identity): renew it from what is stored.
+                # Ours from before a restart (same identity): renew it from what is stored,
+                # with our acquireTime (a process still renewing it then stops).
                 self._stored = await self._api.get_lease(self.namespace, self.lease_name)
                 if self._stored is None:
                     raise
@@ -211,9 +215,20 @@ class Shards:
             if exc.status != 409:
                 raise
             # Our last write's answer was lost, or someone wrote our Lease: read it, then
-            # write once more in this cycle (which still counts from its start).
+            # write once more in this cycle (which still counts from its start) - unless
+            # another process took our identity (a new acquireTime): then it has the Lease,
+            # and this replica stops renewing, so its fence stops it.
             self._stored = await self._api.get_lease(self.namespace, self.lease_name)
             if self._stored is None:
+                raise
+            if (self._stored.get("spec") or {}).get("acquireTime") != self._acquired:
+                self._usurped = True
+                logger.error(
+                    "shard lease %s was taken by another process with identity %s: this "
+                    "replica stops driving runs",
+                    self.lease_name,
+                    self.identity,
+                )
                 raise
             self._stored = await self._api.replace_lease(
                 self.namespace, self.lease_name, self._desired()

@@ -397,3 +397,32 @@ def test_the_workflow_controller_does_nothing_on_a_replica_that_does_not_drive_t
     )
     result = asyncio.run(controller.reconcile(("ns", "wf")))
     assert result.requeue_at is None
+
+
+def test_a_restarted_replica_adopts_its_own_lease_and_the_old_process_stops() -> None:
+    """Same identity (a restarted container of one pod): the new process finds the Lease,
+    renews it under its own acquireTime; a process still renewing it then finds it taken,
+    stops renewing, and its fence stops it before the new one ends its grace."""
+    store, time = FakeLeases(), Time()
+    old = replica(store, "a", time)
+    rounds(time, [old], 20)
+    assert owned(old)
+    time.now += 1e-3
+    new = replica(store, "a", time)
+    new._acquired = "2026-11-30T00:00:01.000000Z"  # started later than the old one
+    assert asyncio.run(new.cycle())
+    assert ("create", lease_name("a")) in store.calls and ("get", lease_name("a")) in store.calls
+    assert not asyncio.run(old.cycle())  # 409, then the Lease names another process
+    assert not asyncio.run(old.cycle())  # and it never renews again
+
+    async def go() -> None:
+        for _ in range(4):
+            await new.cycle()
+            for _ in range(10):
+                time.now += RENEW / 10
+                old.apply()
+                new.apply()
+                assert not (owned(old) and owned(new))
+
+    asyncio.run(go())
+    assert owned(new) == set(KEYS) and owned(old) == set()
