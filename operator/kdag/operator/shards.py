@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -126,6 +127,7 @@ class Shards:
         self._wall = wall
         self.state: RingState = ring.start(identity, float(lease_seconds), renew_seconds)
         self._epoch = NOBODY
+        self._quiet_until = -math.inf  # see `apply`
         self._owners: dict[str, str | None] = {}  # key -> owner under the epoch's members
         self._stored: dict[str, Any] | None = None  # our Lease as last written
         self._usurped = False  # another process renews our Lease under our identity
@@ -137,12 +139,12 @@ class Shards:
     def owns(self, key: str) -> bool:
         """Whether this replica drives `key` now (a ring key: `shard_ring.run_key`)."""
         epoch = self._epoch
-        if not epoch.acting:
+        if not epoch.acting or self._owner(key) != self.identity:
             return False
         now = self._clock()
+        if now < self._quiet_until:
+            return True  # nothing has expired since the epoch was applied: it still holds
         if not ring.acting(self.state, now):
-            return False
-        if self._owner(key) != self.identity:
             return False
         members = ring.live(self.state, now)
         return members == epoch.members or ring.owner(key, members) == self.identity
@@ -259,6 +261,8 @@ class Shards:
         members = ring.live(self.state, now) if acting else frozenset()
         epoch = Epoch(acting, members)
         before = self._epoch
+        # Until the ring's next time-bound change, `owns` may trust the epoch alone.
+        self._quiet_until = ring.next_change(self.state, now) or now
         if epoch == before:
             return
         me = self.identity
@@ -311,6 +315,7 @@ class Shards:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self._epoch = NOBODY
+        self._quiet_until = -math.inf
         if leave:
             try:
                 await self._api.delete_lease(self.namespace, self.lease_name)
