@@ -125,7 +125,7 @@ def _shards(config: OperatorConfig, metrics: Metrics) -> Shards | None:
     if config.shards is None:
         return None
     lease_client = KubeClient(load_client_configuration(2), metrics.observe_request, workers=2)
-    return Shards(
+    shards = Shards(
         lease_client,
         namespace=config.shard_namespace,
         group=config.shards,
@@ -134,3 +134,5 @@ def _shards(config: OperatorConfig, metrics: Metrics) -> Shards | None:
         renew_seconds=config.shard_renew_seconds,
         close=lease_client.close,
     )
+    shards.on_members = metrics.shard_members.set
+    return shards

@@ -123,6 +123,7 @@ class Shards:
         self._lease_seconds = lease_seconds
         self._renew = renew_seconds
         self.on_change = on_change
+        self.on_members: Callable[[int], None] | None = None  # the member count, for metrics
         self._clock = clock
         self._wall = wall
         self.state: RingState = ring.start(identity, float(lease_seconds), renew_seconds)
@@ -275,6 +276,8 @@ class Shards:
 
         self._epoch = epoch
         self._owners.clear()
+        if self.on_members is not None:
+            self.on_members(len(members))
         logger.info(
             "shards: %s (members: %s)",
             "acting" if acting else "not acting: owns nothing",

@@ -426,3 +426,14 @@ def test_a_restarted_replica_adopts_its_own_lease_and_the_old_process_stops() ->
 
     asyncio.run(go())
     assert owned(new) == set(KEYS) and owned(old) == set()
+
+
+def test_the_member_count_is_reported_as_it_changes() -> None:
+    store, time = FakeLeases(), Time()
+    counts: list[int] = []
+    a, b = replica(store, "a", time), replica(store, "b", time)
+    a.on_members = counts.append
+    rounds(time, [a, b], 25)
+    store.refuse["a"] = 500
+    rounds(time, [a, b], 15)
+    assert counts == [2, 0]
