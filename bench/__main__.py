@@ -1,6 +1,6 @@
 """`python -m bench`: run the benchmark scenarios and record the results.
 
-python -m bench                          # all four scenarios at full scale (make bench)
+python -m bench                          # every scenario at full scale (make bench)
 python -m bench --scenarios chain,latency
 python -m bench --quick                  # tiny scale, results under bench/results/quick/
 KDAG_BENCH_SCENARIOS=fanout python -m bench
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                     "runs": scenario.runs,
                     "nodes_per_run": scenario.shape.nodes,
                     "nodes": scenario.nodes,
+                    "background_nodes": scenario.background.nodes if scenario.background else 0,
                     "depth": scenario.shape.depth,
                     "pod_duration_ms": scenario.shape.duration_ms,
                     "quick": args.quick,

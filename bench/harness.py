@@ -45,6 +45,8 @@ INSTANCE = "kdag.dev/node-instance"
 RUN_LABEL = "kdag.dev/run"
 # Runs are created from this many threads at once: "concurrent" means all at once.
 CREATE_THREADS = 16
+# The one unmeasured run of a scenario with a background (see `Scenario.background`).
+BACKGROUND_RUN = "bg-000"
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,13 @@ def _run_operator(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any
         "kdag.dev", "v1alpha1", namespace, "workflows",
         workflow_manifest(workflow, scenario.shape, env.node_group),
     )  # fmt: skip
+    if scenario.background is not None:
+        custom.create_namespaced_custom_object(
+            "kdag.dev", "v1alpha1", namespace, "workflows",
+            workflow_manifest(f"{workflow}-bg", scenario.background, env.node_group),
+        )  # fmt: skip
     names = [f"{scenario.key}-{i:03d}" for i in range(scenario.runs)]
+    background = [BACKGROUND_RUN] if scenario.background is not None else []
     log_path = env.log_dir / f"{scenario.key}-operator.log"
     with (
         JobRecorder(env.client, namespace) as jobs,
@@ -235,8 +243,15 @@ def _run_operator(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any
 
         logger.info("%s: creating %d runs in %s", scenario.key, len(names), namespace)
         started = time.time()
+        for name in background:  # first: its pass is under way when the measured runs come
+            custom.create_namespaced_custom_object(
+                "kdag.dev", "v1alpha1", namespace, "workflowruns",
+                run_manifest(f"{workflow}-bg", name),
+            )  # fmt: skip
         _parallel([create(n) for n in names])
-        finished = runs.wait_all(len(names), scenario.timeout_seconds, operator.alive)
+        finished = runs.wait_all(
+            len(names) + len(background), scenario.timeout_seconds, operator.alive
+        )
         ended = time.time()
         op_after, api_after = kube.http_samples(operator.metrics_url), kube.apiserver_samples()
         cp_after = kube.control_plane_cpu(env.cluster_dir)
@@ -247,16 +262,21 @@ def _run_operator(env: Env, scenario: Scenario, namespace: str) -> dict[str, Any
     phases = {r.phase for r in seen_runs.values()}
     nodes = scenario.nodes
 
+    measured = set(names)
+
     def identify(job: JobSeen) -> tuple[str, str] | None:
+        """The measured runs' Jobs (a background run's are load, not measured)."""
         run, instance = job.labels.get(RUN_LABEL), job.annotations.get(INSTANCE)
-        return (run, instance) if run and instance else None
+        return (run, instance) if run in measured and instance else None
 
     attempts = {(j.labels.get(RUN_LABEL), j.annotations.get(INSTANCE)) for j in all_jobs}
     latency_buckets = stats.histogram_delta(op_before, op_after, "kdag_scheduling_latency_seconds")
     observed = stats.observed_latencies(all_jobs, scenario.shape, identify)
     # kdag acts on a dependency's pod ending, before its Job is marked: measured from there.
     from_pods = stats.observed_latencies(all_jobs, scenario.shape, identify, all_pods)
-    annotated = stats.annotation_latencies(all_jobs, READY_AT)
+    annotated = stats.annotation_latencies(
+        [j for j in all_jobs if j.labels.get(RUN_LABEL) in measured], READY_AT
+    )
     starts = [
         min(j.added_at for j in all_jobs if j.labels.get(RUN_LABEL) == name) - created[name]
         for name in names
@@ -358,18 +378,28 @@ class FloorCreator:
     no planning, no Events), so what is left is the cluster's own cost."""
 
     def __init__(
-        self, env: Env, scenario: Scenario, namespace: str, kind: FloorKind = "jobs"
+        self,
+        env: Env,
+        scenario: Scenario,
+        namespace: str,
+        kind: FloorKind = "jobs",
+        *,
+        background: bool = False,
     ) -> None:
         self._env = env
-        self._scenario = scenario
         self._namespace = namespace
         self._kind = kind
         self._batch = kubernetes.client.BatchV1Api(env.client)
         self._core = kubernetes.client.CoreV1Api(env.client)
         self._pool = ThreadPoolExecutor(max_workers=CREATE_THREADS)
         self._lock = threading.Lock()
-        shape = scenario.shape
-        self.runs = [f"floor-{i:03d}" for i in range(scenario.runs)]
+        if background:
+            assert scenario.background is not None
+            shape = self._shape = scenario.background
+            self.runs = [f"floor-{BACKGROUND_RUN}"]
+        else:
+            shape = self._shape = scenario.shape
+            self.runs = [f"floor-{i:03d}" for i in range(scenario.runs)]
         # Per run: how many instances of each template are still unfinished.
         self._left = {
             run: {t.name: len(t.instances()) for t in shape.templates} for run in self.runs
@@ -380,14 +410,14 @@ class FloorCreator:
         self._templates = {t.name: t for t in shape.templates}
         self.ready_to_created: list[float] = []
         self.errors: list[str] = []
-        self.total = scenario.nodes
+        self.total = shape.nodes * len(self.runs)
         self.finished = threading.Event()
         self._done = 0
         self.run_ends: dict[str, float] = {}
 
     def start(self) -> None:
         for run in self.runs:
-            for t in self._scenario.shape.templates:
+            for t in self._shape.templates:
                 if not t.deps:
                     self._create_all(run, t.name, None)
 
@@ -398,7 +428,7 @@ class FloorCreator:
     def _create(self, run: str, instance: str, ready: float | None) -> None:
         """Create one Job or pod; `ready` is when its dependencies were seen done (None: a
         root, not counted, like the roots the operator creates in a run's first pass)."""
-        args = (self._namespace, run, instance, self._scenario.shape, self._env.node_group)
+        args = (self._namespace, run, instance, self._shape, self._env.node_group)
         try:
             if self._kind == "pods":
                 manifest = floor_pod(*args)
@@ -450,31 +480,51 @@ def run_floor(env: Env, scenario: Scenario, kind: FloorKind = "jobs") -> dict[st
 
 def _run_floor(env: Env, scenario: Scenario, namespace: str, kind: FloorKind) -> dict[str, Any]:
     creator = FloorCreator(env, scenario, namespace, kind)
-    with JobRecorder(env.client, namespace, on_done=creator.on_done, kind=kind) as jobs:
+    # The background run as load on the floor too, by its own creator under its own name.
+    loads = (
+        [FloorCreator(env, scenario, namespace, kind, background=True)]
+        if scenario.background is not None
+        else []
+    )
+
+    def on_done(job: JobSeen) -> None:
+        for each in (creator, *loads):
+            each.on_done(job)
+
+    with JobRecorder(env.client, namespace, on_done=on_done, kind=kind) as jobs:
         api_before, cp_before = kube.apiserver_samples(), kube.control_plane_cpu(env.cluster_dir)
         own_before = kube.proc_stats(os.getpid()).cpu_seconds
         logger.info("%s: %s floor, %d in %s", scenario.key, kind, scenario.nodes, namespace)
         started = time.time()
+        for load in loads:
+            load.start()
         creator.start()
         completed = creator.finished.wait(scenario.timeout_seconds) and not creator.errors
+        completed = all(
+            [completed]
+            + [load.finished.wait(scenario.timeout_seconds) and not load.errors for load in loads]
+        )
         ended = time.time()
-        creator.close()
+        for each in (creator, *loads):
+            each.close()
         api_after, cp_after = kube.apiserver_samples(), kube.control_plane_cpu(env.cluster_dir)
         own_cpu = kube.proc_stats(os.getpid()).cpu_seconds - own_before
     all_jobs = jobs.snapshot()
+
+    measured = set(creator.runs)
 
     def identify(job: JobSeen) -> tuple[str, str] | None:
         run, instance = (
             job.labels.get(FLOOR_RUN_LABEL),
             job.annotations.get(FLOOR_INSTANCE_ANNOTATION),
         )
-        return (run, instance) if run and instance else None
+        return (run, instance) if run in measured and instance else None
 
     observed = stats.observed_latencies(all_jobs, scenario.shape, identify)
     return {
         "namespace": namespace,
         "completed": completed,
-        "errors": creator.errors[:10],
+        "errors": [*creator.errors, *(e for load in loads for e in load.errors)][:10],
         "jobs": len(all_jobs),
         "failed_jobs": sum(1 for j in all_jobs if j.succeeded is False),
         "watch_relists": jobs.relists,

@@ -66,7 +66,7 @@ def write_result(out_dir: Path, key: str, result: dict[str, Any]) -> Path:
 
 
 def load_results(out_dir: Path) -> dict[str, dict[str, Any]]:
-    order = ["fanout", "chain", "concurrent", "latency"]
+    order = ["fanout", "chain", "concurrent", "latency", "loaded"]
     found = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json")}
     return {
         k: found[k] for k in sorted(found, key=lambda k: (order.index(k) if k in order else 99, k))

@@ -66,10 +66,14 @@ class Scenario:
     runs: int
     # How long the harness waits for every run (or the floor's Jobs) to finish.
     timeout_seconds: float
+    # One run of this shape started just before the measured runs, and not measured itself:
+    # the load that must not delay them (SPEC §8: a big run never delays small ones).
+    background: Shape | None = None
 
     @property
     def nodes(self) -> int:
-        return self.shape.nodes * self.runs
+        """Every node the scenario runs, the background's too (per-node costs divide by it)."""
+        return self.shape.nodes * self.runs + (self.background.nodes if self.background else 0)
 
 
 def fan(width: int, duration_ms: int) -> Shape:
@@ -103,7 +107,7 @@ def layered(width: int, duration_ms: int) -> Shape:
 
 
 def scenarios(quick: bool) -> dict[str, Scenario]:
-    """The four scenarios of SPEC §8 at full scale, or tiny (`--quick`) for smoke tests."""
+    """The scenarios of SPEC §8 at full scale, or tiny (`--quick`) for smoke tests."""
     if quick:
         return {
             "fanout": Scenario("fanout", "one run, wide fan-out and fan-in", fan(20, 300), 1, 300),
@@ -112,6 +116,14 @@ def scenarios(quick: bool) -> dict[str, Scenario]:
                 "concurrent", "concurrent runs of 20 nodes", layered(6, 300), 4, 300
             ),
             "latency": Scenario("latency", "concurrent runs, latency", chain(4, 300), 4, 300),
+            "loaded": Scenario(
+                "loaded",
+                "concurrent runs beside a wide one, latency",
+                chain(4, 300),
+                4,
+                300,
+                background=fan(50, 300),
+            ),
         }
     return {
         "fanout": Scenario(
@@ -123,6 +135,14 @@ def scenarios(quick: bool) -> dict[str, Scenario]:
         ),
         "latency": Scenario(
             "latency", "100 concurrent runs of a 10-node chain", chain(10, 1000), 100, 3600
+        ),
+        "loaded": Scenario(
+            "loaded",
+            "50 runs of a 10-node chain beside one run of 2,002 nodes (forEach 2,000)",
+            chain(10, 1000),
+            50,
+            3600,
+            background=fan(2000, 1000),
         ),
     }
 

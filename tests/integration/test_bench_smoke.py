@@ -15,7 +15,7 @@ from bench.report import BEGIN, END
 
 from tests.support.cluster import Cluster
 
-SCENARIOS = ("fanout", "chain", "concurrent", "latency")
+SCENARIOS = ("fanout", "chain", "concurrent", "latency", "loaded")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_scenario_result_is_well_formed(quick_results: Path, key: str) -> None:
         assert part["timing"]["makespan_s"] > 0
         assert part["api_writes"]["total"] > 0
     latency = operator["scheduling_latency"]
-    assert latency["histogram"]["count"] == scenario["nodes"]
+    assert latency["histogram"]["count"] == scenario["nodes"]  # a background run's Jobs too
     assert latency["dependency_done_to_job_seen_ms"]["count"] > 0
     assert latency["dependency_pod_done_to_job_seen_ms"]["count"] > 0
     assert operator["operator_writes"]["by_resource"]["jobs create"] == scenario["nodes"]

@@ -19,9 +19,18 @@ class WorkflowGraph:
     final: nx.DiGraph
     order: tuple[str, ...]  # main then finally, topological, ties broken by declaration
 
-    def ancestors(self, node: str) -> set[str]:
-        graph = self.main if node in self.main else self.final
-        return set(nx.ancestors(graph, node))
+    def ancestor_sets(self) -> dict[str, frozenset[str]]:
+        """Every node's ancestors, found in one walk in topological order (a search per node
+        cost a 500-node chain a quarter of a second of Python, twice per run)."""
+        found: dict[str, frozenset[str]] = {}
+        for name in self.order:
+            graph = self.main if name in self.main else self.final
+            mine: set[str] = set()
+            for dep in graph.predecessors(name):
+                mine |= found[dep]
+                mine.add(dep)
+            found[name] = frozenset(mine)
+        return found
 
 
 def _build(nodes: list[NodeSpec]) -> nx.DiGraph:

@@ -49,6 +49,7 @@ def validate_workflow(
     else:
         problems.extend(_size_problems(workflow, count, output_budget))
     graph = None if problems_block_graph(problems) else build_graph(workflow)
+    ancestors = graph.ancestor_sets() if graph is not None else None
     declared = {p.name for p in workflow.params or []}
     main_names = {n.name for n in workflow.nodes}
     for section, nodes in (("nodes", workflow.nodes), ("finally", workflow.finally_nodes)):
@@ -57,7 +58,7 @@ def validate_workflow(
             eff = effective_node(workflow, node)
             problems.extend(_node_problems(where, section, node, eff))
             # With a broken graph, upstream references cannot be checked (None), the rest can.
-            visible = None if graph is None else graph.ancestors(node.name)
+            visible = None if ancestors is None else set(ancestors[node.name])
             if visible is not None and section == "finally":
                 visible |= main_names
             problems.extend(_template_problems(where, eff, declared, visible))

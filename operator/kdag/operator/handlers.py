@@ -26,13 +26,19 @@ def _app(memo: kopf.Memo) -> Operator:
     return app
 
 
-def _changed_inputs(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+def _changed_inputs(
+    before: Mapping[str, Any], after: Mapping[str, Any], *, writing_status: bool
+) -> bool:
     """What users change (spec, annotations, deletion) or a status someone else wrote.
 
-    Our own status writes come back through the watch too; they are already in the cache,
-    so they compare equal and cost no extra planning.
+    Our own status writes come back through the watch too. Mostly their answer is cached
+    first, and the event is not newer; when the event comes first, while our write is still
+    in flight, a status change is taken for ours (kdag alone writes a run's status): the
+    pass that writes it is running, and a user's change in the same object is still seen.
     """
-    return user_inputs(before) != user_inputs(after) or before.get("status") != after.get("status")
+    if user_inputs(before) != user_inputs(after):
+        return True
+    return not writing_status and before.get("status") != after.get("status")
 
 
 def handle_run_event(app: Operator, event_type: str | None, body: dict[str, Any]) -> None:
@@ -42,7 +48,10 @@ def handle_run_event(app: Operator, event_type: str | None, body: dict[str, Any]
         app.reconciler.forget(key)
         return
     before = app.cache.run(key)
-    if app.cache.put_run(body) and (before is None or _changed_inputs(before, body)):
+    if app.cache.put_run(body) and (
+        before is None
+        or _changed_inputs(before, body, writing_status=app.reconciler.writing_status(key))
+    ):
         app.reconciler.enqueue(key)
 
 

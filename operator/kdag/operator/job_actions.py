@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from kdag.engine.model import (
     ANNOTATION_READY_AT,
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 CREATE_FAILED_REASON = "CreateFailed"
 
+T = TypeVar("T")
+
 
 def _is_refused_for_now(exc: KubeError) -> bool:
     # A ResourceQuota that is full frees up as other Jobs finish or are deleted: the node
@@ -42,14 +45,27 @@ def _is_refused_for_now(exc: KubeError) -> bool:
     return exc.status == 403 and "exceeded quota" in exc.body
 
 
+# A pass keeps at most this many of its Job requests in flight by default: the API client's
+# worker pool is shared by every run, and a pass that handed it 5,000 creates at once would
+# make every other run's requests wait behind all of them.
+REQUESTS_IN_FLIGHT = 8
+
+
 class JobActions:
     def __init__(
-        self, kube: KubeApi, cache: Cache, metrics: Metrics, clock: Callable[[], datetime]
+        self,
+        kube: KubeApi,
+        cache: Cache,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        *,
+        requests_in_flight: int = REQUESTS_IN_FLIGHT,
     ) -> None:
         self._kube = kube
         self._cache = cache
         self._metrics = metrics
         self._clock = clock
+        self._requests_in_flight = requests_in_flight
 
     async def apply_plan(
         self,
@@ -81,9 +97,15 @@ class JobActions:
         handled, with the API server's message for creates refused for now."""
         creates = [a for a in actions if isinstance(a, CreateJob) and a.name not in done]
         deletes = [a for a in actions if isinstance(a, DeleteJob) and a.name not in done]
+        room = asyncio.Semaphore(self._requests_in_flight)
+
+        async def bounded(request: Awaitable[T]) -> T:
+            async with room:
+                return await request
+
         outcomes = await asyncio.gather(
-            *(self._create(key, run, action) for action in creates),
-            *(self.delete(key, run, action) for action in deletes),
+            *(bounded(self._create(key, run, action)) for action in creates),
+            *(bounded(self.delete(key, run, action)) for action in deletes),
             return_exceptions=True,
         )
         for outcome in outcomes:

@@ -41,7 +41,7 @@ from kdag.operator.cache_completion import CacheCompleter
 from kdag.operator.decision import Decision, decide
 from kdag.operator.events import EventSink
 from kdag.operator.finished_runs import FinishedRuns
-from kdag.operator.job_actions import JobActions
+from kdag.operator.job_actions import REQUESTS_IN_FLIGHT, JobActions
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
 from kdag.operator.objects import RunKey, resource_version, utcnow
@@ -83,6 +83,7 @@ class Reconciler:
         clock: Clock = utcnow,
         plan_in_thread: bool = True,
         owns: Callable[[RunKey], bool] | None = None,
+        job_requests_in_flight: int = REQUESTS_IN_FLIGHT,
     ) -> None:
         # Active-active shards (kdag.operator.shards): the runs this replica drives.
         self._owns: Callable[[RunKey], bool] = owns or (lambda _key: True)
@@ -118,7 +119,9 @@ class Reconciler:
             period_seconds=resync_seconds,
             owns=self._owns,
         )
-        self._jobs = JobActions(kube, cache, metrics, clock)
+        self._jobs = JobActions(
+            kube, cache, metrics, clock, requests_in_flight=job_requests_in_flight
+        )
         self._completer = CacheCompleter(kube, cache)
         self._finished = FinishedRuns(kube, cache, self._jobs, clock, job_retention_policy)
         self._oversized = OversizedStatus(kube, cache, self._jobs, events, self._metrics)
@@ -126,6 +129,7 @@ class Reconciler:
         # cached run may be behind the server; the next pass reads it first.
         self._unsure: set[RunKey] = set()
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
+        self._status_writes: set[RunKey] = set()
 
     # ------------------------------------------------------------ queue
 
@@ -149,6 +153,10 @@ class Reconciler:
         self._parsed.pop(key, None)
         self._cache.evict_jobs(key)
         self.enqueue(key)
+
+    def writing_status(self, key: RunKey) -> bool:
+        """Whether a status write of the run is in flight (its watch event may come first)."""
+        return key in self._status_writes
 
     def deletes_finished_jobs(self, key: RunKey) -> bool:
         """Whether the run deletes its finished Jobs (jobRetentionPolicy), so that a Job's own
@@ -412,6 +420,7 @@ class Reconciler:
                 run = replace(run, annotations=dict(annotations))
         if decision.status_patch:
             writing = time.perf_counter()
+            self._status_writes.add(key)
             try:
                 stored = await self._kube.patch_run_status(
                     run.namespace, run.name, {"status": decision.status_patch}
@@ -424,6 +433,8 @@ class Reconciler:
                     self._parsed.pop(key, None)
                     return Result()
                 raise
+            finally:
+                self._status_writes.discard(key)
             self._cache.put_run(stored)
             # Back-pressure: the run pauses for as long as its write took before it plans
             # again, so its status writes hold the API server at most half the time. Free on

@@ -80,14 +80,16 @@ async def stop_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
 
 
+# Index handlers are `async` though they never await: kopf runs a plain function in a
+# thread for every event, and a run's every status write is an event.
 @kopf.index(*WORKFLOWS_RESOURCE, id=WORKFLOWS_INDEX)
-def kdag_workflows(body: kopf.Body, **_: Any) -> dict[WorkflowKey, WorkflowObject]:
+async def kdag_workflows(body: kopf.Body, **_: Any) -> dict[WorkflowKey, WorkflowObject]:
     workflow = WorkflowObject.from_body(body)
     return {workflow.key: workflow}
 
 
 @kopf.index(*RUNS_RESOURCE, id=RUNS_INDEX)
-def kdag_workflow_runs(body: kopf.Body, **_: Any) -> dict[WorkflowKey, ObservedRun] | None:
+async def kdag_workflow_runs(body: kopf.Body, **_: Any) -> dict[WorkflowKey, ObservedRun] | None:
     observed = observe_run(body)
     return None if observed is None else {observed[0]: observed[1]}
 

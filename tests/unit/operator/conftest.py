@@ -407,6 +407,9 @@ class Wakes:
     def deletes_finished_jobs(self, key: tuple[str, str]) -> bool:
         return self._deletes
 
+    def writing_status(self, key: tuple[str, str]) -> bool:
+        return False
+
 
 def watch_handlers_app(cache: Cache, reconciler: Any) -> Any:
     """What the kopf handlers reach through `memo["kdag"]`: the cache, the reconciler, and a

@@ -23,6 +23,11 @@ class Queue:
     def deletes_finished_jobs(self, key: tuple[str, str]) -> bool:
         return False
 
+    writing: bool = False
+
+    def writing_status(self, key: tuple[str, str]) -> bool:
+        return self.writing
+
 
 class Refusals:
     def __init__(self) -> None:
@@ -68,6 +73,21 @@ def test_new_and_changed_runs_are_enqueued_but_our_own_status_writes_are_not() -
     handle_run_event(a, "DELETED", run("4"))
     assert a.cache.run(("ns", "r1")) is None
     assert a.reconciler.forgotten == [("ns", "r1")]
+
+
+def test_our_status_write_seen_before_its_answer_wakes_nothing_but_a_users_change_does() -> None:
+    a = app()
+    handle_run_event(a, None, run("1"))
+    a.reconciler.enqueued.clear()
+    a.reconciler.writing = True  # our status write is in flight; its event comes first
+    handle_run_event(a, "MODIFIED", run("2", status={"phase": "Running", "progress": "1/3"}))
+    assert a.reconciler.enqueued == []
+    assert a.cache.run(("ns", "r1"))["metadata"]["resourceVersion"] == "2"
+    handle_run_event(a, "MODIFIED", run("3", status={"phase": "Running"}, spec={"cancel": True}))
+    assert a.reconciler.enqueued == [("ns", "r1")]
+    a.reconciler.writing = False  # no write of ours: a status change is someone else's
+    handle_run_event(a, "MODIFIED", run("4", status={"phase": "Failed"}, spec={"cancel": True}))
+    assert a.reconciler.enqueued == [("ns", "r1"), ("ns", "r1")]
 
 
 def job(rv: str, uid: str = "j1", conditions: list[dict[str, str]] | None = None) -> dict[str, Any]:

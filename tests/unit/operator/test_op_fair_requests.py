@@ -1,0 +1,66 @@
+"""A pass keeps only a few of its Job requests in flight, so one wide run cannot queue all
+of its creates ahead of every other run's in the API client's shared worker pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from conftest import FakeKube, Harness, run_body
+
+
+class PooledKube(FakeKube):
+    """The fake API behind a pool of `workers` served first come, first served, as the API
+    client's thread pool is; records the order in which creates were served."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__()
+        self._pool = asyncio.Semaphore(workers)
+        self.served: list[str] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            async with self._pool:
+                for _ in range(3):  # the request takes a while: others get to queue
+                    await asyncio.sleep(0)
+                self.served.append(manifest["metadata"]["labels"]["kdag.dev/run"])
+                return await super().create_job(namespace, manifest)
+        finally:
+            self.in_flight -= 1
+
+
+WIDE = [{"name": "fan", "forEach": [str(i) for i in range(24)]}]
+
+
+def _harness(in_flight: int) -> tuple[Harness, PooledKube]:
+    h = Harness(job_requests_in_flight=in_flight)
+    kube = PooledKube(workers=4)
+    h.kube = kube
+    h.reconciler = h._new_reconciler()
+    return h, kube
+
+
+def test_a_pass_keeps_at_most_its_share_of_job_requests_in_flight() -> None:
+    h, kube = _harness(in_flight=3)
+    key = h.create_run(run_body(nodes=WIDE))
+    h.reconcile(key)
+    assert len(kube.served) == 24
+    assert kube.most_in_flight == 3
+
+
+def test_a_small_runs_create_is_not_queued_behind_a_wide_runs_whole_pass() -> None:
+    h, kube = _harness(in_flight=2)
+    wide = h.create_run(run_body(name="wide", nodes=WIDE))
+    small = h.create_run(run_body(name="small"))
+
+    async def both() -> None:
+        await asyncio.gather(h.reconciler.reconcile(wide), h.reconciler.reconcile(small))
+
+    asyncio.run(both())
+    assert len(kube.served) == 25
+    assert kube.served.index("small") <= 4  # served among the first few, not the 25th
