@@ -10,11 +10,12 @@ lease (6 s, renewed every 2 s) so that the handovers take seconds, not the defau
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
 from tests.support.chart_rbac import chart_identity
-from tests.support.cluster import Cluster, kubectl_json, wait_for
+from tests.support.cluster import Cluster, kubectl_json, namespace_policy, wait_for
 from tests.support.faults import (
     JobLedger,
     RunHistory,
@@ -60,6 +61,15 @@ def _acting_with(operator: ScopedOperator, *members: str) -> bool:
 
 def _job_creates(operator: ScopedOperator) -> float:
     return operator.sample("kdag_kube_requests_total", verb="create", resource="jobs")
+
+
+def _writes(operator: ScopedOperator) -> float:
+    """The replica's writes to runs and Jobs (Events are a courtesy, not state)."""
+    return sum(
+        operator.sample("kdag_kube_requests_total", verb=verb, resource=resource)
+        for verb in ("create", "patch", "delete")
+        for resource in ("jobs", "workflowruns", "workflowruns/status")
+    )
 
 
 def _leases(namespace: str) -> set[str]:
@@ -160,3 +170,75 @@ def test_a_replica_that_stops_cleanly_hands_its_runs_over_at_once(cluster: Clust
         )
         assert time.monotonic() - left_at < RENEW + 3
         finish_and_check(namespace, runs, ledger, history, staying, RUN_SECONDS * 2 + SLACK)
+
+
+def test_a_replica_whose_lease_writes_are_refused_stops_before_others_take_its_runs(
+    cluster: Cluster,
+) -> None:
+    """The API server refuses one replica's Lease renewals (403 from an admission policy):
+    within a lease minus a renewal it drives nothing, and from the moment the other replica
+    counts it gone it has written nothing to any run or Job; the other finishes every run."""
+    shapes = [chain_shape(step="2s", length=6), retries_shape()]
+    identity = chart_identity(values={"replicas": 3, "sharding": {"enabled": True}})
+    home = identity.namespace
+    refused, steady = f"x-{uuid.uuid4().hex[:6]}", f"y-{uuid.uuid4().hex[:6]}"
+    with (
+        own_namespace("shards") as namespace,
+        JobLedger(namespace, cluster.kubeconfig) as ledger,
+        RunHistory(namespace, cluster.kubeconfig) as history,
+        operator_for(
+            cluster.kubeconfig, [namespace], _shard_args(home, refused), identity
+        ) as cut_off,
+        operator_for(cluster.kubeconfig, [namespace], _shard_args(home, steady), identity) as other,
+    ):
+        members = sorted([refused, steady])
+        wait_for(
+            lambda: _acting_with(cut_off, *members) and _acting_with(other, *members),
+            timeout=60,
+            what="both replicas to act",
+        )
+        apply(namespace, *(shape.manifest for shape in shapes))
+        runs: dict[str, Shape] = {}
+        for _ in range(6):
+            for shape in shapes:
+                runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
+        assert ledger.wait_count(len(runs), timeout=120), cut_off.tail(40)
+        assert _job_creates(cut_off) > 0 and _job_creates(other) > 0
+        rules = [
+            {"apiGroups": ["coordination.k8s.io"], "apiVersions": ["v1"],
+             "operations": ["UPDATE"], "resources": ["leases"]},
+        ]  # fmt: skip
+        validations = [
+            {
+                "expression": f"object.spec.holderIdentity != '{refused}'",
+                "message": "kdag fault test: lease refused",
+                "reason": "Forbidden",
+            }
+        ]
+        with namespace_policy(f"kdag-shards-{refused}", home, rules, validations):
+            wait_for(
+                lambda: "lease refused" in cut_off.logs(),
+                timeout=60,
+                interval=0.2,
+                what="the API server to refuse the replica's renewal",
+            )
+            first_refusal = time.monotonic()
+            wait_for(
+                lambda: "not acting: owns nothing" in cut_off.logs(),
+                timeout=LEASE,
+                interval=0.1,
+                what="the refused replica to fence itself",
+            )
+            # Fenced within a lease minus a renewal of its last good cycle (<= LEASE after
+            # the first refusal, which came at most a renewal after that cycle).
+            assert time.monotonic() - first_refusal < LEASE
+            wait_for(
+                lambda: _acting_with(other, steady),
+                timeout=LEASE + RENEW + 5,
+                interval=0.2,
+                what="the other replica to count it gone",
+            )
+            frozen = _writes(cut_off)
+            finish_and_check(namespace, runs, ledger, history, other, RUN_SECONDS * 3 + SLACK)
+            assert _writes(cut_off) == frozen, cut_off.tail(40)
+            assert "shards: acting" not in cut_off.logs().split("not acting: owns nothing")[-1]
