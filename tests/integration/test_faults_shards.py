@@ -9,6 +9,8 @@ lease (6 s, renewed every 2 s) so that the handovers take seconds, not the defau
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 
@@ -242,3 +244,70 @@ def test_a_replica_whose_lease_writes_are_refused_stops_before_others_take_its_r
             finish_and_check(namespace, runs, ledger, history, other, RUN_SECONDS * 3 + SLACK)
             assert _writes(cut_off) == frozen, cut_off.tail(40)
             assert "shards: acting" not in cut_off.logs().split("not acting: owns nothing")[-1]
+
+
+def test_a_replica_frozen_longer_than_its_lease_rechecks_before_it_drives_again(
+    cluster: Cluster,
+) -> None:
+    """SIGSTOP past its lease: the other replica takes everything; on SIGCONT the frozen
+    one first finds it owns nothing (it wrote nothing since), renews, waits a whole lease,
+    and only then takes its share back; every run finishes, no duplicate Job."""
+    shapes = [chain_shape(step="2s", length=8), fan_out_shape()]
+    identity = chart_identity(values={"replicas": 3, "sharding": {"enabled": True}})
+    home = identity.namespace
+    frozen_id, steady_id = f"f-{uuid.uuid4().hex[:6]}", f"s-{uuid.uuid4().hex[:6]}"
+    members = sorted([frozen_id, steady_id])
+    with (
+        own_namespace("shards") as namespace,
+        JobLedger(namespace, cluster.kubeconfig) as ledger,
+        RunHistory(namespace, cluster.kubeconfig) as history,
+        operator_for(cluster.kubeconfig, [namespace], _shard_args(home, frozen_id), identity) as f,
+        operator_for(cluster.kubeconfig, [namespace], _shard_args(home, steady_id), identity) as s,
+    ):
+        wait_for(
+            lambda: _acting_with(f, *members) and _acting_with(s, *members),
+            timeout=60,
+            what="both replicas to act",
+        )
+        apply(namespace, *(shape.manifest for shape in shapes))
+        runs: dict[str, Shape] = {}
+        for _ in range(6):
+            for shape in shapes:
+                runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
+        assert ledger.wait_count(len(runs), timeout=120), f.tail(40)
+        assert _job_creates(f) > 0 and _job_creates(s) > 0
+        pid = f._proc.pid  # type: ignore[union-attr]
+        mark = len(f.logs())
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            wait_for(
+                lambda: _acting_with(s, steady_id),
+                timeout=LEASE + RENEW + 10,
+                interval=0.2,
+                what="the steady replica to count the frozen one gone",
+            )
+            # Frozen a while longer: the steady one drives its runs meanwhile.
+            ledger.wait_count(ledger.count() + 4, timeout=3 * LEASE)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        woke = f.logs()[mark:]
+        wait_for(
+            lambda: "not acting: owns nothing" in f.logs()[mark:],
+            timeout=10,
+            interval=0.1,
+            what="the woken replica to find it owns nothing",
+        )
+        after_waking = f.logs()[mark:]
+        assert "shards: acting" not in after_waking.split("not acting: owns nothing")[0], woke
+        quiet = _writes(f)
+        # The steady replica lists the woken one's renewal and drops its share, while the
+        # woken one is still in its grace: nothing written meanwhile.
+        wait_for(
+            lambda: s.logs().count(f"acting (members: {', '.join(members)})") >= 2,
+            timeout=LEASE,
+            interval=0.1,
+            what="the steady replica to see the woken one again",
+        )
+        assert "shards: acting" not in f.logs()[mark:].split("not acting: owns nothing")[-1]
+        assert _writes(f) == quiet, f.tail(40)
+        finish_and_check(namespace, runs, ledger, history, s, RUN_SECONDS * 3 + SLACK)
