@@ -311,3 +311,16 @@ def test_the_simulation_finds_a_conflict_when_the_grace_is_skipped() -> None:
         assert simulate([a, b], end=60.0) != {}
     finally:
         ring.grace = original  # type: ignore[assignment]
+
+
+def test_the_simulation_finds_a_conflict_when_the_fence_is_skipped() -> None:
+    """And without the fence: a replica frozen past its lease wakes believing it still owns
+    its runs, which the other took meanwhile."""
+    a = Replica("a", 0.0, 0.5, 0.5)
+    b = Replica("b", 0.0, 0.5, 0.5, frozen=(40.0, 70.0))
+    original = ring.valid
+    try:
+        ring.valid = lambda state, now: True  # type: ignore[assignment]
+        assert simulate([a, b], end=75.0) != {}
+    finally:
+        ring.valid = original  # type: ignore[assignment]

@@ -437,3 +437,11 @@ def test_the_member_count_is_reported_as_it_changes() -> None:
     store.refuse["a"] = 500
     rounds(time, [a, b], 15)
     assert counts == [2, 0]
+
+
+def test_the_workflow_controller_passes_over_every_workflow_when_it_gains_them() -> None:
+    drives = {"now": False}
+    controller = WorkflowController(FakeApi(), None, max_nodes=10, owns=lambda: drives["now"])  # type: ignore[arg-type]
+    drives["now"] = True
+    controller.take_over([("ns", "a"), ("ns", "b")])
+    assert controller.queue._queued == {("ns", "a"), ("ns", "b")}
