@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -67,7 +67,12 @@ class OperatorUnderTest:
     """`kdag-operator` scoped to exactly one benchmark namespace (others share the cluster)."""
 
     def __init__(
-        self, kubeconfig: Path, namespace: str, log_path: Path, profile: Path | None = None
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log_path: Path,
+        profile: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         metrics_port = _free_port()
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -76,6 +81,7 @@ class OperatorUnderTest:
             f"--namespace={namespace}",
             f"--metrics-port={metrics_port}",
             f"--liveness={self._liveness}",
+            *extra_args,  # bench.shards: --shards and its lease flags
         ]
         self._cmd = [str(OPERATOR), *args]
         if profile is not None:

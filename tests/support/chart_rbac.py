@@ -185,10 +185,15 @@ class ChartIdentity:
         """Apply the ServiceAccount and everything cluster-scoped; mint the token."""
         kubectl("create", "namespace", self.namespace, kubeconfig=self.admin_kubeconfig)
         atexit.register(self.delete)
+        # ...and the Roles in the release's own namespace (shards' Leases), as an install has.
         docs = [
             d
             for d in self.render()
             if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+            or (
+                d["kind"] in ("Role", "RoleBinding")
+                and d["metadata"].get("namespace") == self.namespace
+            )
         ]
         if self.mode == "cluster":
             docs += self._glob_namespace_read()

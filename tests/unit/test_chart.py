@@ -490,6 +490,46 @@ def test_replicas_above_one_turn_on_kopf_peering_with_distinct_priorities() -> N
     _assert_least_privilege(docs)
 
 
+def test_sharding_runs_every_replica_as_a_shard_with_leases_in_the_release_namespace() -> None:
+    for values in ({}, {"watchNamespaces": ["team-a"]}):
+        docs = render({**values, "replicas": 3, "sharding": {"enabled": True}})
+        _assert_least_privilege(docs)
+        main = container(docs)
+        assert "--shards=kdag" in main["args"]
+        assert "--shard-lease-seconds=15" in main["args"]
+        assert "--shard-renew-seconds=5" in main["args"]
+        assert not any(a.startswith("--peering") for a in main["args"])
+        assert "command" not in main  # no random kopf priority
+        assert {
+            "name": "POD_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        } in main["env"]
+        assert not kinds(docs, "ClusterKopfPeering") and not kinds(docs, "KopfPeering")
+        role = one(docs, "Role", "kdag-shards")
+        assert role["metadata"]["namespace"] == NAMESPACE
+        assert rules_of(role) == {
+            ("coordination.k8s.io", "leases"): {
+                "get",
+                "list",
+                "watch",
+                "create",
+                "update",
+                "delete",
+            }
+        }
+        binding = one(docs, "RoleBinding", "kdag-shards")
+        assert binding["metadata"]["namespace"] == NAMESPACE
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "kdag", "namespace": NAMESPACE}
+        ]
+        deployment = one(docs, "Deployment")
+        assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+        assert one(docs, "PodDisruptionBudget")
+        assert _anti_affinity(docs)
+    # Off: no Lease permission at all.
+    assert not [r for r in kinds(render(), "Role") if r["metadata"]["name"] == "kdag-shards"]
+
+
 def _anti_affinity(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return one(docs, "Deployment")["spec"]["template"]["spec"].get("affinity")
 

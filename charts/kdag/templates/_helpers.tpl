@@ -58,8 +58,19 @@ app.kubernetes.io/part-of: kdag
 {{- end -}}
 {{- end -}}
 
-{{/* kopf peering is needed only when several replicas must agree on one active operator. */}}
+{{/* kopf peering is needed only when several replicas must agree on one active operator
+(and not with shards, where every replica drives its share). */}}
 {{- define "kdag.peering" -}}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.sharding.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Active-active shards: every replica drives a share of the runs (docs/install.md). */}}
+{{- define "kdag.sharding" -}}
+{{- if .Values.sharding.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* Several replicas, peered or sharded: a disruption budget and anti-affinity apply. */}}
+{{- define "kdag.replicated" -}}
 {{- if gt (int .Values.replicas) 1 -}}true{{- end -}}
 {{- end -}}
 

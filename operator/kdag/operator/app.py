@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from kdag.operator.cache import Cache
 from kdag.operator.config import OperatorConfig
 from kdag.operator.events import EventPoster
+from kdag.operator.fence import FencedKube
 from kdag.operator.identity import GuardedKubeClient, own_service_account
 from kdag.operator.kube import KubeClient, load_client_configuration
 from kdag.operator.metrics import Metrics
+from kdag.operator.objects import RunKey
 from kdag.operator.reconciler import Reconciler
 from kdag.operator.refusals import RefusalFinder
+from kdag.operator.shards import OwnedRuns, Shards
 
 
 @dataclass
@@ -28,6 +31,11 @@ class Operator:
     pausables: list[tuple[Callable[[], Awaitable[None]], Callable[[], None]]] = field(
         default_factory=list
     )
+    # Active-active shards (--shards): this replica's membership; None without shards.
+    shards: Shards | None = None
+    # Called when this replica becomes the one that drives the Workflows (shards); the
+    # Workflow controller registers it at kopf startup.
+    workflows_gained: Callable[[], None] = lambda: None
 
     @classmethod
     async def build(cls, config: OperatorConfig) -> Operator:
@@ -46,8 +54,10 @@ class Operator:
             raise
         cache = Cache()
         events = EventPoster(kube, metrics)
+        shards = _shards(config, metrics)
+        owns = shards.owns_run if shards is not None else None
         reconciler = Reconciler(
-            kube,
+            FencedKube(kube, shards.owns_run) if shards is not None else kube,
             cache,
             metrics,
             events,
@@ -57,17 +67,35 @@ class Operator:
             output_budget=config.max_run_output_bytes,
             workers=config.reconcile_workers,
             resync_seconds=config.resync_seconds,
+            owns=owns,
             # Half the API client's workers: the other half stays free for other runs.
             job_requests_in_flight=max(1, config.api_workers // 2),
         )
         refusals = RefusalFinder(kube, cache, reconciler.enqueue)
-        return cls(config, metrics, kube, cache, events, reconciler, refusals)
+        app = cls(config, metrics, kube, cache, events, reconciler, refusals, shards=shards)
+        if shards is not None:
+            shards.on_change = OwnedRuns(
+                cache.run_keys, reconciler.take_over, reconciler.forget, app._workflows_gained
+            )
+        return app
+
+    def owns_run(self, key: RunKey) -> bool:
+        return self.shards is None or self.shards.owns_run(key)
+
+    def owns_workflows(self) -> bool:
+        """Whether this replica drives the Workflows (every replica without shards)."""
+        return self.shards is None or self.shards.owns_workflows()
+
+    def _workflows_gained(self) -> None:
+        self.workflows_gained()
 
     def start(self) -> None:
         if self.config.metrics_port:
             self.metrics.serve(self.config.metrics_port, self.config.metrics_address)
         self.events.start()
         self.reconciler.start()
+        if self.shards is not None:
+            self.shards.start()
 
     async def pause(self) -> None:
         """kopf's peering paused this replica: nothing of kdag's may act either."""
@@ -85,4 +113,28 @@ class Operator:
         await self.refusals.stop()
         await self.reconciler.stop()
         await self.events.stop()
+        if self.shards is not None:
+            # After the work stopped and its last requests were answered: deleting the Lease
+            # hands this replica's runs over at once.
+            await self.kube.drain()
+            await self.shards.stop(leave=True)
         self.kube.close()
+
+
+def _shards(config: OperatorConfig, metrics: Metrics) -> Shards | None:
+    """The shard membership, on a client of its own: renewals must not queue behind the
+    reconciler's requests (a late renewal fences the replica)."""
+    if config.shards is None:
+        return None
+    lease_client = KubeClient(load_client_configuration(2), metrics.observe_request, workers=2)
+    shards = Shards(
+        lease_client,
+        namespace=config.shard_namespace,
+        group=config.shards,
+        identity=config.shard_identity,
+        lease_seconds=config.shard_lease_seconds,
+        renew_seconds=config.shard_renew_seconds,
+        close=lease_client.close,
+    )
+    shards.on_members = metrics.shard_members.set
+    return shards

@@ -69,6 +69,21 @@ class OperatorConfig(BaseModel):
         default=None, description="kopf peering object name; None runs standalone."
     )
     priority: int = Field(default=0, description="kopf peering priority of this replica.")
+    shards: str | None = Field(
+        default=None,
+        description="Active-active shard group name (replicas share the runs through Leases); "
+        "None: no shards. Exclusive with peering.",
+    )
+    shard_namespace: str = Field(
+        default="default", description="Namespace of the shard Leases (the operator's own)."
+    )
+    shard_identity: str = Field(default="", description="This replica's name among the shards.")
+    shard_lease_seconds: int = Field(
+        default=15, ge=2, description="A shard Lease's duration: how long a silent member lives."
+    )
+    shard_renew_seconds: float = Field(
+        default=5.0, gt=0, description="How often a replica renews its shard Lease."
+    )
     log_format: Literal["json", "text"] = Field(default="text", description="Log line format.")
     verbose: bool = Field(default=False, description="Debug logging.")
     max_nodes: int = Field(
@@ -104,6 +119,13 @@ class OperatorConfig(BaseModel):
     def _namespaces_chosen(self) -> OperatorConfig:
         if self.all_namespaces == bool(self.namespaces):
             raise ValueError("give --namespace (one or more) or --all-namespaces, not both")
+        if self.shards is not None and self.peering is not None:
+            raise ValueError("--shards and --peering are exclusive: pick one way to run replicas")
+        if self.shards is not None and not self.shard_identity:
+            raise ValueError("--shards needs this replica's --shard-identity")
+        # A renewal may fail once and the replica still acts; the fence's margin is one renew.
+        if self.shard_renew_seconds * 2 > self.shard_lease_seconds:
+            raise ValueError("--shard-renew-seconds must be at most half of --shard-lease-seconds")
         return self
 
 

@@ -134,6 +134,11 @@ class KubeClient:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._api.close()  # type: ignore[no-untyped-call]
 
+    async def drain(self) -> None:
+        """Send nothing more, and wait for the requests already sent (shards: before this
+        replica's Lease is deleted, nothing of its may still be on its way)."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+
     # -- transport
 
     def _request_sync(
@@ -328,6 +333,41 @@ class KubeClient:
     async def patch_event(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         path = f"/api/v1/namespaces/{_q(namespace)}/events/{_q(name)}"
         await self._request("patch", "events", "PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    # -- Leases (active-active shards: kdag.operator.shards)
+
+    def _lease_path(self, namespace: str, name: str = "") -> str:
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{_q(namespace)}/leases"
+        return f"{base}/{_q(name)}" if name else base
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._request(
+            "get", "leases", "GET", self._lease_path(namespace, name), allow=(404,)
+        )
+
+    async def create_lease(self, namespace: str, lease: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Lease; 409 (AlreadyExists) when the name is taken."""
+        created = await self._request(
+            "create", "leases", "POST", self._lease_path(namespace), body=lease
+        )
+        assert created is not None
+        return created
+
+    async def replace_lease(
+        self, namespace: str, name: str, lease: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Replace a Lease (PUT): 409 (Conflict) when its resourceVersion is not the stored one."""
+        path = self._lease_path(namespace, name)
+        replaced = await self._request("update", "leases", "PUT", path, body=lease)
+        assert replaced is not None
+        return replaced
+
+    async def list_leases(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return (await self._list("leases", self._lease_path(namespace), selector)).items
+
+    async def delete_lease(self, namespace: str, name: str) -> bool:
+        path = self._lease_path(namespace, name)
+        return await self._request("delete", "leases", "DELETE", path, allow=(404,)) is not None
 
 
 def _q(segment: str) -> str:

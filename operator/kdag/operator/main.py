@@ -3,6 +3,7 @@
     kdag-operator --all-namespaces
     kdag-operator --namespace team-a --namespace team-b --log-format json
     kdag-operator --all-namespaces --peering kdag    # replicas > 1: one active, others wait
+    kdag-operator --all-namespaces --shards kdag     # replicas > 1: each drives a share
 
 Every flag has an environment variable (KDAG_<FLAG>, e.g. KDAG_LOG_FORMAT=json) so the Helm
 chart can set them either way.
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -80,6 +82,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="kopf peering object for replicas > 1 (needs kopf's peering CRDs)",
     )
     peering.add_argument("--standalone", action="store_true", help="no peering (the default)")
+    peering.add_argument(
+        "--shards",
+        metavar="GROUP",
+        default=_env("SHARDS"),
+        help="active-active replicas: each drives a share of the runs, members known by "
+        "Leases labelled with this group (docs/install.md 'Shards'); env KDAG_SHARDS",
+    )
+    parser.add_argument(
+        "--shard-namespace",
+        default=_env("SHARD_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default",
+        help="namespace of the shard Leases; default $POD_NAMESPACE, else 'default'",
+    )
+    parser.add_argument(
+        "--shard-identity",
+        default=_env("SHARD_IDENTITY")
+        or os.environ.get("POD_ID")
+        or f"{socket.gethostname()}-{os.getpid()}",
+        help="this replica's name among the shards; default $POD_ID, else <host>-<pid>",
+    )
+    parser.add_argument(
+        "--shard-lease-seconds",
+        type=int,
+        default=int(_env("SHARD_LEASE_SECONDS", "15") or 15),
+        help="shard Lease duration: a replica that stops renewing loses its runs after this "
+        "long; default 15",
+    )
+    parser.add_argument(
+        "--shard-renew-seconds",
+        type=float,
+        default=float(_env("SHARD_RENEW_SECONDS", "5") or 5),
+        help="how often a replica renews its shard Lease (at most half the duration); default 5",
+    )
     parser.add_argument(
         "--priority", type=int, default=int(_env("PRIORITY", "0") or 0), help="peering priority"
     )
@@ -133,6 +167,11 @@ def parse_config(argv: Sequence[str] | None = None) -> OperatorConfig:
             liveness=args.liveness or None,
             peering=None if args.standalone else args.peering,
             priority=args.priority,
+            shards=None if args.standalone else args.shards,
+            shard_namespace=args.shard_namespace,
+            shard_identity=args.shard_identity,
+            shard_lease_seconds=args.shard_lease_seconds,
+            shard_renew_seconds=args.shard_renew_seconds,
             log_format=args.log_format,
             verbose=args.verbose,
             max_nodes=args.max_nodes,

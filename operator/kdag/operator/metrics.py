@@ -100,6 +100,13 @@ class Metrics:
         self.reconcile_errors = Counter(
             "kdag_reconcile_errors", "Reconciles that failed and will be retried.", registry=r
         )
+        # Shards (--shards): this replica's view of its group; 0 without shards.
+        self.shard_members = Gauge(
+            "kdag_shard_members",
+            "Live shard replicas this replica shares the runs with (itself included); 0 while "
+            "it drives nothing (starting, or its Lease not renewed).",
+            registry=r,
+        )
         self.kube_requests = Counter(
             "kdag_kube_requests",
             "Kubernetes API requests, by verb, resource and HTTP code.",

@@ -82,8 +82,11 @@ class Reconciler:
         resync_seconds: float = 0.0,
         clock: Clock = utcnow,
         plan_in_thread: bool = True,
+        owns: Callable[[RunKey], bool] | None = None,
         job_requests_in_flight: int = REQUESTS_IN_FLIGHT,
     ) -> None:
+        # Active-active shards (kdag.operator.shards): the runs this replica drives.
+        self._owns: Callable[[RunKey], bool] = owns or (lambda _key: True)
         self._kube = kube
         self._cache = cache
         self._metrics = metrics
@@ -114,6 +117,7 @@ class Reconciler:
             enqueue=self.enqueue,
             forget=self.forget,
             period_seconds=resync_seconds,
+            owns=self._owns,
         )
         self._jobs = JobActions(
             kube, cache, metrics, clock, requests_in_flight=job_requests_in_flight
@@ -131,7 +135,8 @@ class Reconciler:
 
     def enqueue(self, key: RunKey) -> None:
         """Reconcile the run soon; merged with any pass already waiting or running."""
-        self._queue.add(key)  # dropped while paused: resuming plans every run afresh
+        if self._owns(key):  # another shard's run: its owner plans it
+            self._queue.add(key)  # dropped while paused: resuming plans every run afresh
 
     def forget(self, key: RunKey) -> None:
         """The run is gone: drop its timers and bookkeeping."""
@@ -139,6 +144,15 @@ class Reconciler:
         self._unsure.discard(key)
         self._parsed.pop(key, None)
         self._metrics.forget_run(key)
+
+    def take_over(self, key: RunKey) -> None:
+        """This replica now owns the run (shards): plan it afresh, from the run read from
+        the API (the former owner's last write may not have reached our watch yet) and
+        its Jobs listed, as after a restart."""
+        self._unsure.add(key)
+        self._parsed.pop(key, None)
+        self._cache.evict_jobs(key)
+        self.enqueue(key)
 
     def writing_status(self, key: RunKey) -> bool:
         """Whether a status write of the run is in flight (its watch event may come first)."""
@@ -279,6 +293,8 @@ class Reconciler:
     async def reconcile(self, key: RunKey) -> Result:
         """One pass: plan the run and apply what the plan asks; the Result carries when the
         run is due again (the plan's next due time or its TTL) and how long it rests."""
+        if not self._owns(key):
+            return Result()  # another shard's (lost since it was queued): no timer either
         if key in self._unsure:
             await self._reread_run(key)
         body = self._cache.run(key)

@@ -29,12 +29,14 @@ class Resync:
         enqueue: Callable[[RunKey], None],
         forget: Callable[[RunKey], None],
         period_seconds: float,
+        owns: Callable[[RunKey], bool] = lambda _key: True,
     ) -> None:
         self._kube = kube
         self._cache = cache
         self._enqueue = enqueue
         self._forget = forget
         self._period_seconds = period_seconds
+        self._owns = owns  # shards: another replica re-reads its own runs
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -57,6 +59,8 @@ class Resync:
         while True:
             await asyncio.sleep(self._period_seconds)  # a period, not a wait for a condition
             for key in self._cache.run_keys():
+                if not self._owns(key):
+                    continue
                 try:
                     await self.run(key)
                 except asyncio.CancelledError:

@@ -20,7 +20,7 @@ A burst of run events costs one pass; a failed pass is retried with backoff.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -75,7 +75,10 @@ class WorkflowController:
         clock: Callable[[], datetime] = utcnow,
         workers: int = WORKERS,
         timer_slack_seconds: float = TIMER_SLACK_SECONDS,
+        owns: Callable[[], bool] = lambda: True,
     ) -> None:
+        # Active-active shards: one replica drives every Workflow (`shard_ring.WORKFLOWS_KEY`).
+        self._owns = owns
         self._api = api
         self._view = view
         self._max_nodes = max_nodes
@@ -124,6 +127,11 @@ class WorkflowController:
     def resume(self) -> None:
         self._queue.resume()
 
+    def take_over(self, keys: Iterable[WorkflowKey]) -> None:
+        """This replica now drives the Workflows (shards): pass over every one."""
+        for key in list(keys):
+            self._queue.add(key)
+
     def forget(self, key: WorkflowKey) -> None:
         """The Workflow is gone: drop its timer and what is remembered of it."""
         self._queue.forget(key)
@@ -169,6 +177,8 @@ class WorkflowController:
     async def reconcile(self, key: WorkflowKey) -> Result:
         """One pass: validate, carry out the schedule if any, patch the status if it
         changed; the Result's `requeue_at` is the next tick."""
+        if not self._owns():
+            return Result()  # another replica drives the Workflows (shards); no timer
         workflow = self._view.workflow(key)
         if workflow is None:
             self.forget(key)

@@ -65,9 +65,11 @@ async def start_workflow_controller(memo: kopf.Memo, **kwargs: Any) -> None:
         view,
         max_nodes=app.config.max_nodes,
         output_budget=app.config.max_run_output_bytes,
+        owns=app.owns_workflows,
     )
     memo[MEMO_KEY] = controller
     app.pausables.append((controller.pause, controller.resume))
+    app.workflows_gained = lambda: controller.take_over(view.workflows.keys())
     controller.start()
 
 

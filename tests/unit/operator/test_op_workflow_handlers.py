@@ -49,6 +49,7 @@ def test_the_controller_reads_kopfs_indexes_live_and_passes_only_on_events() -> 
         kube=api,
         config=SimpleNamespace(max_nodes=100, max_run_output_bytes=10_000),
         pausables=[],
+        owns_workflows=lambda: True,
     )
     memo = kopf.Memo(kdag=app)
     seen: dict[str, object] = {}
