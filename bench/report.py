@@ -67,7 +67,9 @@ def write_result(out_dir: Path, key: str, result: dict[str, Any]) -> Path:
 
 def load_results(out_dir: Path) -> dict[str, dict[str, Any]]:
     order = ["fanout", "chain", "concurrent", "latency", "loaded"]
-    found = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json")}
+    loaded = {p.stem: json.loads(p.read_text()) for p in out_dir.glob("*.json")}
+    # Only scenario results: other measurements (bench.shards) keep their own files here.
+    found = {k: v for k, v in loaded.items() if isinstance(v, dict) and "scenario" in v}
     return {
         k: found[k] for k in sorted(found, key=lambda k: (order.index(k) if k in order else 99, k))
     }

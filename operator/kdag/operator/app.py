@@ -68,8 +68,8 @@ class Operator:
             workers=config.reconcile_workers,
             resync_seconds=config.resync_seconds,
             owns=owns,
-            # Half the API client's workers: the other half stays free for other runs.
-            job_requests_in_flight=max(1, config.api_workers // 2),
+            # As many as the API client has workers, shared fairly between runs.
+            job_requests_in_flight=config.api_workers,
         )
         refusals = RefusalFinder(kube, cache, reconciler.enqueue)
         app = cls(config, metrics, kube, cache, events, reconciler, refusals, shards=shards)

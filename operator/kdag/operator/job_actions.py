@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import TypeVar
 
 from kdag.engine.model import (
     ANNOTATION_READY_AT,
@@ -26,6 +25,7 @@ from kdag.engine.model import (
 from kdag.engine.timeutil import parse_iso
 from kdag.operator.cache import Cache
 from kdag.operator.decision import Decision
+from kdag.operator.fair_share import FairShare
 from kdag.operator.kube import KubeApi, KubeError
 from kdag.operator.metrics import Metrics
 from kdag.operator.objects import RunKey
@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 
 CREATE_FAILED_REASON = "CreateFailed"
 
-T = TypeVar("T")
-
 
 def _is_refused_for_now(exc: KubeError) -> bool:
     # A ResourceQuota that is full frees up as other Jobs finish or are deleted: the node
@@ -45,10 +43,9 @@ def _is_refused_for_now(exc: KubeError) -> bool:
     return exc.status == 403 and "exceeded quota" in exc.body
 
 
-# A pass keeps at most this many of its Job requests in flight by default: the API client's
-# worker pool is shared by every run, and a pass that handed it 5,000 creates at once would
-# make every other run's requests wait behind all of them.
-REQUESTS_IN_FLIGHT = 8
+# Job requests in flight for all runs together, by default: the API client's worker count,
+# so its pool never holds a backlog that would serve one run's batch before another's request.
+REQUESTS_IN_FLIGHT = 16
 
 
 class JobActions:
@@ -65,7 +62,7 @@ class JobActions:
         self._cache = cache
         self._metrics = metrics
         self._clock = clock
-        self._requests_in_flight = requests_in_flight
+        self._share = FairShare(requests_in_flight)
 
     async def apply_plan(
         self,
@@ -97,15 +94,9 @@ class JobActions:
         handled, with the API server's message for creates refused for now."""
         creates = [a for a in actions if isinstance(a, CreateJob) and a.name not in done]
         deletes = [a for a in actions if isinstance(a, DeleteJob) and a.name not in done]
-        room = asyncio.Semaphore(self._requests_in_flight)
-
-        async def bounded(request: Awaitable[T]) -> T:
-            async with room:
-                return await request
-
         outcomes = await asyncio.gather(
-            *(bounded(self._create(key, run, action)) for action in creates),
-            *(bounded(self.delete(key, run, action)) for action in deletes),
+            *(self._share.run(key, self._create(key, run, action)) for action in creates),
+            *(self._share.run(key, self.delete(key, run, action)) for action in deletes),
             return_exceptions=True,
         )
         for outcome in outcomes:
