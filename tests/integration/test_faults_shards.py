@@ -79,6 +79,32 @@ def _leases(namespace: str) -> set[str]:
     return {lease["spec"]["holderIdentity"] for lease in found["items"]}
 
 
+def _split_runs(
+    namespace: str,
+    shapes: list[Shape],
+    ledger: JobLedger,
+    first: ScopedOperator,
+    second: ScopedOperator,
+    members: list[str],
+    rounds: int = 6,
+) -> dict[str, Shape]:
+    """Once both replicas act knowing each other, create `rounds` runs of every shape and
+    wait until each has its first Job; both replicas must have created some."""
+    wait_for(
+        lambda: _acting_with(first, *members) and _acting_with(second, *members),
+        timeout=60,
+        what="both replicas to act",
+    )
+    apply(namespace, *(shape.manifest for shape in shapes))
+    runs: dict[str, Shape] = {}
+    for _ in range(rounds):
+        for shape in shapes:
+            runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
+    assert ledger.wait_count(len(runs), timeout=120), first.tail(40)
+    assert _job_creates(first) > 0 and _job_creates(second) > 0
+    return runs
+
+
 def test_runs_are_split_and_a_replica_killed_while_rebalancing_is_taken_over(
     cluster: Cluster,
 ) -> None:
@@ -194,18 +220,7 @@ def test_a_replica_whose_lease_writes_are_refused_stops_before_others_take_its_r
         operator_for(cluster.kubeconfig, [namespace], _shard_args(home, steady), identity) as other,
     ):
         members = sorted([refused, steady])
-        wait_for(
-            lambda: _acting_with(cut_off, *members) and _acting_with(other, *members),
-            timeout=60,
-            what="both replicas to act",
-        )
-        apply(namespace, *(shape.manifest for shape in shapes))
-        runs: dict[str, Shape] = {}
-        for _ in range(6):
-            for shape in shapes:
-                runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
-        assert ledger.wait_count(len(runs), timeout=120), cut_off.tail(40)
-        assert _job_creates(cut_off) > 0 and _job_creates(other) > 0
+        runs = _split_runs(namespace, shapes, ledger, cut_off, other, members)
         rules = [
             {"apiGroups": ["coordination.k8s.io"], "apiVersions": ["v1"],
              "operations": ["UPDATE"], "resources": ["leases"]},
@@ -264,18 +279,7 @@ def test_a_replica_frozen_longer_than_its_lease_rechecks_before_it_drives_again(
         operator_for(cluster.kubeconfig, [namespace], _shard_args(home, frozen_id), identity) as f,
         operator_for(cluster.kubeconfig, [namespace], _shard_args(home, steady_id), identity) as s,
     ):
-        wait_for(
-            lambda: _acting_with(f, *members) and _acting_with(s, *members),
-            timeout=60,
-            what="both replicas to act",
-        )
-        apply(namespace, *(shape.manifest for shape in shapes))
-        runs: dict[str, Shape] = {}
-        for _ in range(6):
-            for shape in shapes:
-                runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
-        assert ledger.wait_count(len(runs), timeout=120), f.tail(40)
-        assert _job_creates(f) > 0 and _job_creates(s) > 0
+        runs = _split_runs(namespace, shapes, ledger, f, s, members)
         pid = f._proc.pid  # type: ignore[union-attr]
         mark = len(f.logs())
         os.kill(pid, signal.SIGSTOP)
