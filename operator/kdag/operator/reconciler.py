@@ -87,6 +87,10 @@ class Reconciler:
     ) -> None:
         # Active-active shards (kdag.operator.shards): the runs this replica drives.
         self._owns: Callable[[RunKey], bool] = owns or (lambda _key: True)
+        # With shards, a run's writes carry the resourceVersion they were planned from: a
+        # former owner's write that reaches the API server late is refused (409), never laid
+        # over the new owner's newer status.
+        self._versioned_writes = owns is not None
         self._kube = kube
         self._cache = cache
         self._metrics = metrics
@@ -394,6 +398,13 @@ class Reconciler:
         self._parsed.pop(key, None)
         return await self._finished.expire(key, body)
 
+    def _planned_from(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The precondition a run's write carries with shards: the version it was planned
+        from (empty without shards, where one replica alone writes)."""
+        if not self._versioned_writes:
+            return {}
+        return {"resourceVersion": resource_version(body)}
+
     async def _resolve_workflow(self, run: ParsedRun) -> tuple[WorkflowSpec | None, str | None]:
         if run.started or run.workflow_ref is None or run.problem is not None:
             return None, None
@@ -413,7 +424,8 @@ class Reconciler:
         # between, the next pass plans the same rerun again instead of reading them as new.
         for action in result.actions:
             if isinstance(action, RemoveAnnotations):
-                patch = {"metadata": {"annotations": dict.fromkeys(action.keys)}}
+                patch = {"metadata": self._planned_from(stored)}
+                patch["metadata"]["annotations"] = dict.fromkeys(action.keys)
                 stored = await self._kube.patch_run(run.namespace, run.name, patch)
                 self._cache.put_run(stored)
                 annotations = (stored.get("metadata") or {}).get("annotations") or {}
@@ -422,9 +434,10 @@ class Reconciler:
             writing = time.perf_counter()
             self._status_writes.add(key)
             try:
-                stored = await self._kube.patch_run_status(
-                    run.namespace, run.name, {"status": decision.status_patch}
-                )
+                written: dict[str, Any] = {"status": decision.status_patch}
+                if self._versioned_writes:
+                    written["metadata"] = self._planned_from(stored)
+                stored = await self._kube.patch_run_status(run.namespace, run.name, written)
             except KubeError as exc:
                 if exc.status == 404:
                     return Result()  # deleted meanwhile; the watch's DELETED event cleans up

@@ -250,6 +250,9 @@ class FakeKube:
         key = (namespace, name)
         if key not in self.runs:
             raise status_error(404, "NotFound")
+        expected = (patch.get("metadata") or {}).get("resourceVersion")
+        if expected is not None and expected != self.runs[key]["metadata"]["resourceVersion"]:
+            raise status_error(409, "Conflict")  # the object was modified meanwhile
         body = apply_merge_patch(self.runs[key], patch)
         body["metadata"]["resourceVersion"] = self._next_rv()
         self.runs[key] = body

@@ -445,3 +445,27 @@ def test_the_workflow_controller_passes_over_every_workflow_when_it_gains_them()
     drives["now"] = True
     controller.take_over([("ns", "a"), ("ns", "b")])
     assert controller.queue._queued == {("ns", "a"), ("ns", "b")}
+
+
+def test_a_former_owners_late_status_write_is_refused_not_laid_over_a_newer_status() -> None:
+    h = Harness(owns=lambda key: True)
+    key = h.create_run(run_body(nodes=[{"name": "a"}, {"name": "b", "dependsOn": ["a"]}]))
+    h.reconcile(key)
+    planned_from = h.kube.runs[key]["metadata"]["resourceVersion"]
+    # The new owner has written meanwhile; this replica's cache has not seen it yet.
+    h.kube._patch(key[0], key[1], {"status": {"message": "the new owner's"}})
+    job = h.job_of(key, "a")
+    h.kube.finish_job(key[0], job)
+    h.cache.put_job(copy.deepcopy(h.kube.jobs[(key[0], job)]))  # only the Job's event came
+    h.reconcile_safely(key)
+    assert h.kube.status_patches[-1]["metadata"] == {"resourceVersion": planned_from}
+    assert h.status(key)["message"] == "the new owner's"  # refused with 409: not laid over
+    # The next pass reads the run first and plans from what the server holds.
+    h.reconcile(key)
+    assert h.status(key)["nodes"]["b"]["phase"] == "Running"
+
+
+def test_without_shards_a_status_write_carries_no_version_precondition(h: Harness) -> None:
+    key = h.create_run(run_body())
+    h.reconcile(key)
+    assert h.kube.status_patches and all("metadata" not in p for p in h.kube.status_patches)
