@@ -927,6 +927,7 @@ WRONG_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"admissionPolicy": {"failurePolicy": "Deny"}}, "/admissionPolicy/failurePolicy"),
     ({"admissionPolicy": {"exemptUsers": "ci-bot"}}, "/admissionPolicy/exemptUsers"),
     ({"tests": {"enabled": "no"}}, "/tests/enabled"),
+    ({"sharding": {"leaseSeconds": 86400}}, "/sharding/leaseSeconds"),
 ]
 
 

@@ -47,6 +47,11 @@ from dataclasses import dataclass, field, replace
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The longest lease a member may declare. Every member waits the longest declared lease
+# before it takes runs, so one Lease declaring years would keep every replica idle; a Lease
+# beyond this is taken for malformed, as a replica's own flag beyond it is refused.
+MAX_LEASE_SECONDS = 3600
+
 
 class MemberLease(BaseModel):
     """What one member's Lease says (read from `coordination.k8s.io/v1` Leases)."""
@@ -57,7 +62,9 @@ class MemberLease(BaseModel):
     renew_time: str = Field(
         description="spec.renewTime as stored: a change token only (another replica's clock)."
     )
-    duration_seconds: float = Field(gt=0, description="spec.leaseDurationSeconds.")
+    duration_seconds: float = Field(
+        gt=0, le=MAX_LEASE_SECONDS, description="spec.leaseDurationSeconds."
+    )
     acquire_time: str = Field(default="", description="spec.acquireTime: when it joined.")
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kdag.api import GROUP, RUNS, VERSION
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
+from kdag.engine.shard_ring import MAX_LEASE_SECONDS
 
 RUNS_RESOURCE = (GROUP, VERSION, RUNS)
 JOBS_RESOURCE = ("batch", "v1", "jobs")
@@ -79,7 +80,10 @@ class OperatorConfig(BaseModel):
     )
     shard_identity: str = Field(default="", description="This replica's name among the shards.")
     shard_lease_seconds: int = Field(
-        default=15, ge=2, description="A shard Lease's duration: how long a silent member lives."
+        default=15,
+        ge=2,
+        le=MAX_LEASE_SECONDS,
+        description="A shard Lease's duration: how long a silent member lives.",
     )
     shard_renew_seconds: float = Field(
         default=5.0, gt=0, description="How often a replica renews its shard Lease."

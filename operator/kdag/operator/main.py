@@ -180,7 +180,15 @@ def parse_config(argv: Sequence[str] | None = None) -> OperatorConfig:
             resync_seconds=args.resync_seconds,
         )
     except ValidationError as exc:
-        parser.error("; ".join(str(e["msg"]) for e in exc.errors()))
+        parser.error("; ".join(_flag_error(e) for e in exc.errors()))
+
+
+def _flag_error(error: Any) -> str:
+    """A config error naming the flag it came from (`--shard-lease-seconds: Input should be
+    ...`); a check across flags names none."""
+    field = next((str(part) for part in error.get("loc") or () if isinstance(part, str)), "")
+    message = str(error["msg"])
+    return f"--{field.replace('_', '-')}: {message}" if field else message
 
 
 async def run(config: OperatorConfig) -> None:

@@ -271,6 +271,21 @@ def test_a_malformed_lease_is_ignored() -> None:
     assert member_of({"spec": {"holderIdentity": "x", "leaseDurationSeconds": 15}}) is not None
 
 
+def test_a_lease_declaring_an_absurd_duration_is_ignored_not_waited_for() -> None:
+    # Every member waits the longest declared lease before taking runs: 10^12 s would keep
+    # them all idle for good.
+    huge = {"spec": {"holderIdentity": "x", "renewTime": "t", "leaseDurationSeconds": 10**12}}
+    assert member_of(huge) is None
+
+
+def test_a_huge_shard_lease_flag_is_refused_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(["-n", "a", "--shards", "kdag", "--shard-lease-seconds", str(10**12)])
+    assert "--shard-lease-seconds: Input should be less than or equal to 3600" in (
+        capsys.readouterr().err
+    )
+
+
 def test_lease_names_are_valid_and_distinct() -> None:
     assert lease_name("kdag-7d9f-abc") != lease_name("KDAG-7d9f-abc")
     assert lease_name("pod_1.local").startswith("kdag-shard-pod-1-local-")
