@@ -21,6 +21,7 @@ its runs at once instead of a lease duration later.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import math
@@ -86,6 +87,13 @@ def member_of(lease: Mapping[str, Any]) -> MemberLease | None:
         return None
 
 
+@functools.lru_cache(maxsize=65_536)
+def _owner_among(key: str, members: frozenset[str]) -> str | None:
+    """`ring.owner`, remembered: asked on every event of a run, a sha256 per member each time.
+    Bounded, so the runs of months do not pile up in a long-lived replica."""
+    return ring.owner(key, members)
+
+
 @dataclass(frozen=True)
 class Epoch:
     """What ownership was last applied from: whether this replica acted, and the members."""
@@ -129,7 +137,6 @@ class Shards:
         self.state: RingState = ring.start(identity, float(lease_seconds), renew_seconds)
         self._epoch = NOBODY
         self._quiet_until = -math.inf  # see `apply`
-        self._owners: dict[str, str | None] = {}  # key -> owner under the epoch's members
         self._stored: dict[str, Any] | None = None  # our Lease as last written
         self._usurped = False  # another process renews our Lease under our identity
         self._acquired = micro_time(wall())
@@ -157,11 +164,7 @@ class Shards:
         return self.owns(ring.WORKFLOWS_KEY)
 
     def _owner(self, key: str) -> str | None:
-        found = self._owners.get(key, "")
-        if found == "":
-            found = ring.owner(key, self._epoch.members)
-            self._owners[key] = found
-        return found
+        return _owner_among(key, self._epoch.members)
 
     @property
     def members(self) -> frozenset[str]:
@@ -275,7 +278,6 @@ class Shards:
             return epoch.acting and ring.owner(key, epoch.members) == me
 
         self._epoch = epoch
-        self._owners.clear()
         if self.on_members is not None:
             self.on_members(len(members))
         logger.info(
