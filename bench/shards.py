@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-from tests.support.cluster import REPO_ROOT, current_kubeconfig
+from tests.support.cluster import REPO_ROOT, current_kubeconfig, wait_for
 from tests.support.operator import apply_crds
 
 from bench import harness, kube, stats
@@ -80,11 +80,11 @@ def measure(client: Any, kubeconfig: Path, group: str, count: int, runs: int) ->
             for op in operators:
                 op.__enter__()
             try:
-                deadline = time.monotonic() + 60
-                while not all(_acting(op.log_path, count) for op in operators):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("the replicas did not all act within 60 s")
-                    time.sleep(0.2)  # polling log files: there is nothing to wait on
+                wait_for(
+                    lambda: all(_acting(op.log_path, count) for op in operators),
+                    timeout=60,
+                    what="every replica to act",
+                )
                 cpu_before = [op.stats().cpu_seconds for op in operators]
                 before = [kube.http_samples(op.metrics_url) for op in operators]
                 started = time.time()
