@@ -13,18 +13,18 @@ from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.engine.shard_ring import MAX_LEASE_SECONDS
 
 RUNS_RESOURCE = (GROUP, VERSION, RUNS)
-JOBS_RESOURCE = ("batch", "v1", "jobs")
-PODS_RESOURCE = ("v1", "pods")
+# Streamed past kopf's handlers (`kdag.operator.object_watches`), so named in full.
+JOBS_RESOURCE = kopf.Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
+PODS_RESOURCE = kopf.Resource("", "v1", "pods", kind="Pod", namespaced=True)
 # Server-side filters: the operator never receives (or holds) other Jobs and pods.
 JOBS_SELECTOR = "app.kubernetes.io/managed-by=kdag"
 PODS_SELECTOR = "kdag.dev/run"
 
 
-# Kinds kdag watches with raw-event handlers only, so kopf never diffs them.
+# Kinds kdag watches through kopf with raw-event handlers and indexes only, so kopf never
+# diffs them.
 WATCH_ONLY_KINDS = frozenset(
     {
-        ("batch/v1", "Job"),
-        ("v1", "Pod"),
         ("kdag.dev/v1alpha1", "WorkflowRun"),
         ("kdag.dev/v1alpha1", "Workflow"),
     }
@@ -37,8 +37,9 @@ class WatchOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     kopf builds a diff base (a deep copy of the whole object, status included) for every
     watch event of every kind, even one served only by `on.event` handlers that never look at
     it. The benchmark's profile found that copying at 35% of the event loop's CPU, delaying
-    Job creation. Every kind kdag watches is served by raw-event handlers and indexes only,
-    so each gets an empty essence instead; a kind with handlers that do diff would not.
+    Job creation. Every kind kdag watches through kopf is served by raw-event handlers and
+    indexes only, so each gets an empty essence instead; a kind with handlers that do diff
+    would not.
     """
 
     def build(
@@ -142,8 +143,8 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
     settings.persistence.diffbase_storage = WatchOnlyDiffBaseStorage()
-    settings.watching.label_selectors[JOBS_RESOURCE] = JOBS_SELECTOR
-    settings.watching.label_selectors[PODS_RESOURCE] = PODS_SELECTOR
+    settings.watching.label_selectors["batch", "v1", "jobs"] = JOBS_SELECTOR
+    settings.watching.label_selectors["v1", "pods"] = PODS_SELECTOR
     # Watches end server-side on schedule and reconnect; the client timeout only catches a
     # connection that died silently.
     settings.watching.server_timeout = config.watch_server_timeout

@@ -1,12 +1,15 @@
-"""kopf raw-event handlers: each only updates the cache and wakes the owning run.
+"""Watch-event handlers: each only updates the cache and wakes the owning run.
 
-Raw-event handlers (`kopf.on.event`) make kopf write nothing onto the objects (no progress
-annotations, no finalizers), so watching costs no API writes. The planning happens in the
-reconciler, one run at a time, however many events arrive.
+Runs come through kopf's raw-event handler (`kopf.on.event`), with which kopf writes nothing
+onto the objects (no progress annotations, no finalizers), so watching costs no API writes.
+Jobs and pods, ten times as many events, come straight from their watch streams
+(`kdag.operator.object_watches`). The planning happens in the reconciler, one run at a
+time, however many events arrive.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -17,6 +20,7 @@ from kdag.engine.rules.attempts import job_change_matters
 from kdag.operator.app import Operator
 from kdag.operator.cache import user_inputs
 from kdag.operator.config import JOBS_RESOURCE, PODS_RESOURCE, RUNS_RESOURCE
+from kdag.operator.object_watches import WatchedKind
 from kdag.operator.objects import DELETED, run_key
 from kdag.operator.observe import pod_job_name, pod_result, pod_waiting, run_of
 
@@ -110,11 +114,9 @@ async def on_run(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     handle_run_event(_app(memo), event["type"], cast(dict[str, Any], event["object"]))
 
 
-@kopf.on.event(*JOBS_RESOURCE)
-async def on_job(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    handle_job_event(_app(memo), event["type"], cast(dict[str, Any], event["object"]))
-
-
-@kopf.on.event(*PODS_RESOURCE)
-async def on_pod(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    handle_pod_event(_app(memo), event["type"], cast(dict[str, Any], event["object"]))
+def job_and_pod_kinds(app: Operator) -> tuple[WatchedKind, WatchedKind]:
+    """Jobs and pods with their handlers, for `object_watches.follow_namespaces`."""
+    return (
+        WatchedKind(JOBS_RESOURCE, functools.partial(handle_job_event, app)),
+        WatchedKind(PODS_RESOURCE, functools.partial(handle_pod_event, app)),
+    )

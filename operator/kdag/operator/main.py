@@ -21,19 +21,23 @@ from collections.abc import Sequence
 from typing import Any
 
 import kopf
+
+# kopf's record of the namespaces it serves; see kdag.operator.object_watches.
+from kopf._cogs.structs.references import Insights
 from pydantic import ValidationError
 
-# Both register their kopf handlers on kopf's default registry (imported for effect):
-# runs, their Jobs and pods; Workflows' status and schedules.
-import kdag.operator.handlers
+# kdag's kopf handlers register on kopf's default registry as they are imported: runs'
+# (kdag.operator.handlers, imported below), and Workflows' status and schedules (for effect).
 import kdag.operator.workflow_handlers  # noqa: F401
 from kdag import __version__
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.operator.app import Operator
 from kdag.operator.config import OperatorConfig, kopf_settings
+from kdag.operator.handlers import job_and_pod_kinds
 from kdag.operator.identity import IdentityError
 from kdag.operator.logs import configure_logging
-from kdag.operator.peering import follow_pause, spawn_operator
+from kdag.operator.object_watches import follow_namespaces, kopf_stream
+from kdag.operator.peering import PauseState, follow_pause, spawn_operator
 
 logger = logging.getLogger("kdag.operator")
 
@@ -199,8 +203,11 @@ async def run(config: OperatorConfig) -> None:
         "all namespaces" if config.all_namespaces else f"namespaces {', '.join(config.namespaces)}",
         config.metrics_port,
     )
+    settings = kopf_settings(config)
+    insights = Insights()  # the namespaces kopf serves, which the Job and pod watches follow
     options: dict[str, Any] = {
-        "settings": kopf_settings(config),
+        "settings": settings,
+        "insights": insights,
         "clusterwide": config.all_namespaces,
         "namespaces": config.namespaces,
         "standalone": config.peering is None,
@@ -210,16 +217,23 @@ async def run(config: OperatorConfig) -> None:
         "memo": kopf.Memo(kdag=app),
     }
     try:
+        # What kopf.operator() does, plus kdag's root tasks. They are created after kopf's,
+        # in the context where kopf put its credentials.
+        existing = asyncio.all_tasks()
+        paused: PauseState | None = None
         if config.peering is None:
-            await kopf.operator(**options)
+            tasks = await kopf.spawn_tasks(**options)
         else:
-            # What kopf.operator() does, plus a root task that pauses kdag with kopf.
-            existing = asyncio.all_tasks()
             tasks, paused = await spawn_operator(**options)
-            follower = asyncio.create_task(
-                follow_pause(paused, app.pause, app.resume), name="kdag peering pause"
+        watches = follow_namespaces(insights, job_and_pod_kinds(app), kopf_stream(settings, paused))
+        ours = [asyncio.create_task(watches, name="kdag job and pod watches")]
+        if paused is not None:
+            ours.append(
+                asyncio.create_task(
+                    follow_pause(paused, app.pause, app.resume), name="kdag peering pause"
+                )
             )
-            await kopf.run_tasks([*tasks, follower], ignored=existing)
+        await kopf.run_tasks([*tasks, *ours], ignored=existing)
     finally:
         await app.stop()
 

@@ -50,8 +50,14 @@ def test_json_logs_carry_run_and_node() -> None:
 
 def test_kopf_builds_no_diff_base_for_the_kinds_kdag_only_watches() -> None:
     storage = kopf_settings(parse_config(["-A"])).persistence.diffbase_storage
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": {"x": 1}}
-    assert storage.build(body=kopf.Body(job)) == {}
+    run = {
+        "apiVersion": "kdag.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": "r"},
+        "spec": {"x": 1},
+        "status": {"phase": "Running"},
+    }
+    assert storage.build(body=kopf.Body(run)) == {}
     # Workflows too: only indexes and raw-event handlers serve them (no daemon any more).
     workflow = {
         "apiVersion": "kdag.dev/v1alpha1",
