@@ -153,17 +153,30 @@ class KubeClient:
     ) -> tuple[int, bytes]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
-            serialized = self._api.param_serialize(
+            # The client builds the URL and the auth header (a rotated token re-read); the
+            # body, plain JSON already, is encoded once and sent by its urllib3 pool:
+            # the client's own path walks every body's dicts to "sanitize" them first,
+            # 5% of the operator's CPU in the benchmark's profile.
+            _, url, headers, _, _ = self._api.param_serialize(
                 method,
                 path,
                 query_params=query or None,
                 header_params=headers,
-                body=body,
                 auth_settings=["BearerToken"],
             )
-            response = self._api.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
-            data = response.read() or b""  # type: ignore[no-untyped-call]
-        except (urllib3.exceptions.HTTPError, OSError, kubernetes.client.ApiException) as exc:
+            response = self._api.rest_client.pool_manager.request(
+                method,
+                url,
+                body=None if body is None else json.dumps(body, separators=(",", ":")),
+                headers=headers,
+                timeout=urllib3.Timeout(connect=REQUEST_TIMEOUT[0], read=REQUEST_TIMEOUT[1]),
+                preload_content=False,
+            )
+            try:
+                data = response.read() or b""
+            finally:
+                response.release_conn()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             self._observe_request(verb, resource, "error")
             raise KubeError(0, type(exc).__name__, str(exc)) from exc
         self._observe_request(verb, resource, str(response.status))
