@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -174,5 +175,58 @@ def test_without_update_on_workflowruns_finalizers_the_operators_job_create_is_r
             )
             assert "blockOwnerDeletion" in operator.logs(), operator.tail(20)
             assert not jobs(namespace, run)
+    finally:
+        identity.delete()
+
+
+def _refused_job_lists(operator: ScopedOperator) -> list[datetime]:
+    """When the operator's Job watch had its listing refused (kopf logs each attempt)."""
+    return [
+        datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        for line in operator.logs().splitlines()
+        if "Request attempt" in line and 'cannot list resource "jobs"' in line
+    ]
+
+
+def test_a_job_watch_the_rbac_refuses_is_retried_with_backoff_and_resumes_once_granted(
+    cluster: Cluster, namespace: str
+) -> None:
+    # Jobs and pods are watched by kdag's own streams (operator/object_watches.py): a watch
+    # refused must neither end the operator nor retry in a tight loop, and must come back
+    # by itself once the permission is given.
+    def without_job_and_pod_reads(rule: dict[str, Any]) -> dict[str, Any] | None:
+        if not {"jobs", "pods"} & set(rule["resources"]):
+            return rule
+        verbs = [v for v in rule["verbs"] if v not in ("list", "watch")]
+        return {**rule, "verbs": verbs} if verbs else None
+
+    identity = ChartIdentity("namespaced", rule_filter=without_job_and_pod_reads).create()
+    try:
+        with operator_for(cluster.kubeconfig, [namespace], identity=identity) as operator:
+            assert not identity.can("list", "jobs.batch", "-n", namespace)
+            apply(namespace, workflow("two", NODES))
+            run = create(namespace, run_of("two"))
+            refused = wait_for(
+                lambda: (found := _refused_job_lists(operator))[3:] and found,
+                timeout=60,
+                what="four refused Job listings",
+            )
+            # Backed off: 1 + 1 + 2 s between the first four (a tight loop: milliseconds).
+            assert (refused[3] - refused[0]).total_seconds() >= 3.5, refused
+            assert operator.running, operator.tail(20)
+
+            identity.rule_filter = None
+            identity.regrant(namespace)
+            done = wait_for(
+                lambda: (
+                    (found := status(namespace, run)).get("phase") in ("Succeeded", "Failed")
+                    and found
+                ),
+                timeout=180,
+                interval=0.5,
+                what=f"run {run} to end once the watch is granted",
+            )
+            assert node_phases(done) == {"a": "Succeeded", "b": "Succeeded"}, done
+            assert operator.running, operator.tail(20)
     finally:
         identity.delete()
