@@ -2,12 +2,11 @@
 
 Every node brings about ten watch events: its Job's creation and status updates, its pod's
 scheduling, start and end. kopf routes each one through a per-object worker task, cause
-detection, an object logger and handler invocation, which the benchmarks' profiles measured
-at more CPU than the passes those events lead to. kdag's handlers for these two kinds only
-update the cache and wake a run (`kdag.operator.handlers`), so each event goes to its handler
-straight from kopf's own list-and-watch stream, which keeps what a watch needs: the initial
-listing, continuing from the last resourceVersion, relisting after 410 Gone, bookmarks, and
-the peering pause. Runs and Workflows stay on kopf's handlers: they carry the indexes and
+detection, an object logger and handler invocation: half of the operator's CPU, the
+benchmarks measured. kdag's handlers for these two kinds only update the cache and wake a
+run (`kdag.operator.handlers`), so each event goes to its handler straight from kopf's own
+list-and-watch stream, which keeps what a watch needs: the initial listing, continuing from
+the last resourceVersion, relisting after 410 Gone, bookmarks, and the peering pause. Runs and Workflows stay on kopf's handlers: they carry the indexes and
 their events are few.
 
 The namespaces are the ones kopf serves: those it resolved from `--namespace` patterns
