@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from kdag.engine import shard_ring as ring
 from tests.support.chart_rbac import chart_identity
 from tests.support.cluster import Cluster, kubectl_json, namespace_policy, wait_for
 from tests.support.faults import (
@@ -88,8 +89,9 @@ def _split_runs(
     members: list[str],
     rounds: int = 6,
 ) -> dict[str, Shape]:
-    """Once both replicas act knowing each other, create `rounds` runs of every shape and
-    wait until each has its first Job; both replicas must have created some."""
+    """Once both replicas act knowing each other, create `rounds` runs of every shape (more
+    if the hash gave one replica none) and wait until each run has its first Job; both
+    replicas must have created some."""
     wait_for(
         lambda: _acting_with(first, *members) and _acting_with(second, *members),
         timeout=60,
@@ -97,10 +99,19 @@ def _split_runs(
     )
     apply(namespace, *(shape.manifest for shape in shapes))
     runs: dict[str, Shape] = {}
-    for _ in range(rounds):
+    owners: set[str | None] = set()
+    while len(runs) < rounds * len(shapes) or len(owners) < len(members):
         for shape in shapes:
-            runs[create(namespace, run_of(shape.manifest["metadata"]["name"]))] = shape
-    assert ledger.wait_count(len(runs), timeout=120), first.tail(40)
+            run = create(namespace, run_of(shape.manifest["metadata"]["name"]))
+            runs[run] = shape
+            owners.add(ring.owner(ring.run_key(namespace, run), members))
+    # Every run's own first Job: a fast replica's later Jobs must not stand in for the
+    # other's first ones.
+    wait_for(
+        lambda: set(runs) <= {record.run for record in ledger.records},
+        timeout=120,
+        what="every run's first Job",
+    )
     assert _job_creates(first) > 0 and _job_creates(second) > 0
     return runs
 
