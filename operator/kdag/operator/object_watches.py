@@ -6,8 +6,8 @@ detection, an object logger and handler invocation: half of the operator's CPU, 
 benchmarks measured. kdag's handlers for these two kinds only update the cache and wake a
 run (`kdag.operator.handlers`), so each event goes to its handler straight from kopf's own
 list-and-watch stream, which keeps what a watch needs: the initial listing, continuing from
-the last resourceVersion, relisting after 410 Gone, bookmarks, and the peering pause. Runs and Workflows stay on kopf's handlers: they carry the indexes and
-their events are few.
+the last resourceVersion, relisting after 410 Gone, bookmarks, and the peering pause. Runs
+and Workflows stay on kopf's handlers: they carry the indexes and their events are few.
 
 The namespaces are the ones kopf serves: those it resolved from `--namespace` patterns
 (globs included) or cluster-wide, followed as namespaces come and go.
