@@ -57,7 +57,8 @@ def deliver(kind: WatchedKind, event: Bookmark | dict[str, Any]) -> None:
     try:
         kind.handle(event.get("type"), event["object"])
     except Exception:
-        meta = (event.get("object") or {}).get("metadata") or {}
+        body = event.get("object")
+        meta = (body.get("metadata") if isinstance(body, dict) else None) or {}
         logger.exception(
             "handling a %s event of %s/%s failed; the watch goes on",
             kind.resource.plural,

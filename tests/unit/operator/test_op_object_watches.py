@@ -83,6 +83,19 @@ def test_a_handler_error_is_logged_and_the_next_event_is_handled(
     assert "handling a jobs event of ns/poison failed" in caplog.text
 
 
+def test_a_malformed_event_is_logged_and_the_next_event_is_handled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: Seen = []
+    kind = recording_kind(seen)
+    with caplog.at_level(logging.ERROR):
+        deliver(kind, {"type": "MODIFIED", "object": "not an object"})
+        deliver(kind, {"type": "MODIFIED"})
+        deliver(kind, event("ADDED", "next"))
+    assert seen == [("ADDED", "next")]
+    assert caplog.text.count("the watch goes on") == 2
+
+
 def test_one_stream_per_kind_and_served_namespace_follows_kopfs_namespaces() -> None:
     jobs, pods = recording_kind([]), recording_kind([], PODS_RESOURCE)
     running: set[tuple[str, str | None]] = set()
