@@ -12,6 +12,7 @@ traceback in its log. (tests/unit/test_bad_input_corpus.py is the offline half.)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -101,6 +102,27 @@ def test_bad_input_is_refused_at_admission_or_reported_naming_the_field(
     found = wait_phase(env.namespace, name, "Invalid", timeout=60)
     env.outcomes[case.name] = "invalid"
     assert case.text in found.get("message", ""), found.get("message")
+
+
+@pytest.mark.parametrize(
+    ("entry", "text"),
+    [
+        ({"nodes": {"hold": {"phase": "Bogus"}}}, "status.nodes.hold.phase: Input should be"),
+        ({"workflow": {"nodes": "none"}}, "status.workflow.nodes: Input should be a valid list"),
+    ],
+    ids=["node-phase", "snapshot-nodes"],
+)
+def test_a_status_the_models_reject_makes_its_run_invalid_naming_the_field(
+    env: Env, entry: dict[str, object], text: str
+) -> None:
+    # The API server stores node entries and the snapshot without checking them against a
+    # schema (kdag.api.status_schema), so a status written by hand is checked on reading.
+    held = create(env.namespace, run_of("good"))
+    wait_node(env.namespace, held, "hold", "Running")
+    kubectl("patch", "workflowrun", held, "-n", env.namespace, "--subresource=status",
+            "--type=merge", "-p", json.dumps({"status": entry}))  # fmt: skip
+    found = wait_phase(env.namespace, held, "Invalid", timeout=60)
+    assert text in found.get("message", ""), found
 
 
 def test_the_operator_keeps_serving_good_runs_through_the_bad_input(env: Env) -> None:

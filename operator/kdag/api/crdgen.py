@@ -27,6 +27,7 @@ from kdag.api.base import GROUP, VERSION
 from kdag.api.crd_rules import add_run_spec_validation, add_workflow_spec_validation
 from kdag.api.openapi_schema import JsonSchema, structural_schema
 from kdag.api.run import WorkflowRun
+from kdag.api.status_schema import store_nothing_as_is, store_run_status_entries_as_is
 from kdag.api.workflow import Workflow
 
 CATEGORY = "kdag"
@@ -72,6 +73,7 @@ class Kind:
     description: str
     columns: tuple[PrinterColumn, ...]
     add_spec_validation: Callable[[JsonSchema], None]
+    shape_status: Callable[[JsonSchema], None]
     categories: tuple[str, ...] = field(default=(CATEGORY,))
 
     @property
@@ -99,6 +101,7 @@ WORKFLOW = Kind(
         AGE,
     ),
     add_spec_validation=add_workflow_spec_validation,
+    shape_status=store_nothing_as_is,
 )
 
 WORKFLOW_RUN = Kind(
@@ -119,6 +122,7 @@ WORKFLOW_RUN = Kind(
         PrinterColumn("DURATION", ".status.duration", "string", "Wall time of a finished run."),
     ),
     add_spec_validation=add_run_spec_validation,
+    shape_status=store_run_status_entries_as_is,
 )
 
 KINDS: tuple[Kind, ...] = (WORKFLOW, WORKFLOW_RUN)
@@ -147,6 +151,7 @@ def resource_schema(kind: Kind) -> JsonSchema:
         **{k: v for k, v in schema["properties"].items() if k not in _TYPE_META},
     }
     kind.add_spec_validation(schema["properties"]["spec"])
+    kind.shape_status(schema["properties"]["status"])
     return schema
 
 
