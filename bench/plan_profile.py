@@ -43,7 +43,8 @@ def run_body(shape: Shape) -> dict[str, Any]:
     }
 
 
-def replay(shape: Shape, batch: int) -> list[dict[str, float]]:
+def replay(shape: Shape, batch: int) -> list[dict[str, Any]]:
+    """One entry per pass: its CPU, sizes and creates, and the status patch it wrote."""
     body = run_body(shape)
     run = parse_run(body)
     jobs: dict[str, JobObservation] = {}
@@ -70,6 +71,7 @@ def replay(shape: Shape, batch: int) -> list[dict[str, float]]:
                 "patch_bytes": len(json.dumps(patch)),
                 "object_bytes": len(json.dumps(body, separators=(",", ":"))),
                 "creates": len(decision.result.jobs_to_create),
+                "patch": patch,
             }
         )
         if (body["status"].get("phase") or "") in ("Succeeded", "Failed") or not (
