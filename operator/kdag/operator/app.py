@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kdag.operator.cache import Cache
 from kdag.operator.config import OperatorConfig
@@ -16,6 +17,7 @@ from kdag.operator.objects import RunKey
 from kdag.operator.reconciler import Reconciler
 from kdag.operator.refusals import RefusalFinder
 from kdag.operator.shards import OwnedRuns, Shards
+from kdag.operator.workflow_runs import WorkflowRuns
 
 
 @dataclass
@@ -36,6 +38,10 @@ class Operator:
     # Called when this replica becomes the one that drives the Workflows (shards); the
     # Workflow controller registers it at kopf startup.
     workflows_gained: Callable[[], None] = lambda: None
+    # The runs of each Workflow, from the run watch: the Workflow controller's view of them.
+    workflow_runs: WorkflowRuns = field(default_factory=WorkflowRuns)
+    # Each run event, for the Workflow controller (registered at kopf startup).
+    run_changed: Callable[[str | None, Mapping[str, Any]], None] = lambda _type, _body: None
 
     @classmethod
     async def build(cls, config: OperatorConfig) -> Operator:

@@ -12,8 +12,8 @@ from kdag.api import GROUP, RUNS, VERSION
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.engine.shard_ring import MAX_LEASE_SECONDS
 
-RUNS_RESOURCE = (GROUP, VERSION, RUNS)
 # Streamed past kopf's handlers (`kdag.operator.object_watches`), so named in full.
+RUNS_RESOURCE = kopf.Resource(GROUP, VERSION, RUNS, kind="WorkflowRun", namespaced=True)
 JOBS_RESOURCE = kopf.Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
 PODS_RESOURCE = kopf.Resource("", "v1", "pods", kind="Pod", namespaced=True)
 # Server-side filters: the operator never receives (or holds) other Jobs and pods.
@@ -23,12 +23,7 @@ PODS_SELECTOR = "kdag.dev/run"
 
 # Kinds kdag watches through kopf with raw-event handlers and indexes only, so kopf never
 # diffs them.
-WATCH_ONLY_KINDS = frozenset(
-    {
-        ("kdag.dev/v1alpha1", "WorkflowRun"),
-        ("kdag.dev/v1alpha1", "Workflow"),
-    }
-)
+WATCH_ONLY_KINDS = frozenset({("kdag.dev/v1alpha1", "Workflow")})
 
 
 class WatchOnlyDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):

@@ -1,19 +1,17 @@
 """Watch-event handlers: each only updates the cache and wakes the owning run.
 
-Runs come through kopf's raw-event handler (`kopf.on.event`), with which kopf writes nothing
-onto the objects (no progress annotations, no finalizers), so watching costs no API writes.
-Jobs and pods, ten times as many events, come straight from their watch streams
-(`kdag.operator.object_watches`). The planning happens in the reconciler, one run at a
-time, however many events arrive.
+Runs, Jobs and pods come straight from their watch streams (`kdag.operator.object_watches`),
+past kopf's per-object processing, and nothing is written onto them, so watching costs no
+API writes. A run's event also updates the runs each Workflow has (`workflow_runs`) and
+reaches the Workflow controller. The planning happens in the reconciler, one run at a time,
+however many events arrive.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, cast
-
-import kopf
+from typing import Any
 
 from kdag.engine.model import JobState
 from kdag.engine.rules.attempts import job_change_matters
@@ -23,11 +21,6 @@ from kdag.operator.config import JOBS_RESOURCE, PODS_RESOURCE, RUNS_RESOURCE
 from kdag.operator.object_watches import WatchedKind
 from kdag.operator.objects import DELETED, run_key
 from kdag.operator.observe import pod_job_name, pod_result, pod_waiting, run_of
-
-
-def _app(memo: kopf.Memo) -> Operator:
-    app: Operator = memo["kdag"]
-    return app
 
 
 def _changed_inputs(
@@ -109,14 +102,18 @@ def handle_pod_event(app: Operator, event_type: str | None, body: dict[str, Any]
         app.reconciler.enqueue(key)
 
 
-@kopf.on.event(*RUNS_RESOURCE)
-async def on_run(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    handle_run_event(_app(memo), event["type"], cast(dict[str, Any], event["object"]))
+def handle_run(app: Operator, event_type: str | None, body: dict[str, Any]) -> None:
+    """A run's event: the Workflows' view of their runs first, then the run's own pass and
+    the Workflow controller."""
+    app.workflow_runs.observe(event_type, body)
+    handle_run_event(app, event_type, body)
+    app.run_changed(event_type, body)
 
 
-def job_and_pod_kinds(app: Operator) -> tuple[WatchedKind, WatchedKind]:
-    """Jobs and pods with their handlers, for `object_watches.follow_namespaces`."""
+def watched_kinds(app: Operator) -> tuple[WatchedKind, ...]:
+    """Runs, Jobs and pods with their handlers, for `object_watches.follow_namespaces`."""
     return (
+        WatchedKind(RUNS_RESOURCE, functools.partial(handle_run, app), app.workflow_runs),
         WatchedKind(JOBS_RESOURCE, functools.partial(handle_job_event, app)),
         WatchedKind(PODS_RESOURCE, functools.partial(handle_pod_event, app)),
     )

@@ -26,14 +26,14 @@ import kopf
 from kopf._cogs.structs.references import Insights
 from pydantic import ValidationError
 
-# kdag's kopf handlers register on kopf's default registry as they are imported: runs'
-# (kdag.operator.handlers, imported below), and Workflows' status and schedules (for effect).
+# kdag's kopf handlers register on kopf's default registry as they are imported: Workflows'
+# status and schedules (for effect). Runs, Jobs and pods are kdag's own watches.
 import kdag.operator.workflow_handlers  # noqa: F401
 from kdag import __version__
 from kdag.engine.model import DEFAULT_OUTPUT_BUDGET
 from kdag.operator.app import Operator
 from kdag.operator.config import OperatorConfig, kopf_settings
-from kdag.operator.handlers import job_and_pod_kinds
+from kdag.operator.handlers import watched_kinds
 from kdag.operator.identity import IdentityError
 from kdag.operator.logs import configure_logging
 from kdag.operator.object_watches import follow_namespaces, kopf_stream
@@ -204,7 +204,7 @@ async def run(config: OperatorConfig) -> None:
         config.metrics_port,
     )
     settings = kopf_settings(config)
-    insights = Insights()  # the namespaces kopf serves, which the Job and pod watches follow
+    insights = Insights()  # the namespaces kopf serves, which kdag's own watches follow
     options: dict[str, Any] = {
         "settings": settings,
         "insights": insights,
@@ -225,8 +225,8 @@ async def run(config: OperatorConfig) -> None:
             tasks = await kopf.spawn_tasks(**options)
         else:
             tasks, paused = await spawn_operator(**options)
-        watches = follow_namespaces(insights, job_and_pod_kinds(app), kopf_stream(settings, paused))
-        ours = [asyncio.create_task(watches, name="kdag job and pod watches")]
+        watches = follow_namespaces(insights, watched_kinds(app), kopf_stream(settings, paused))
+        ours = [asyncio.create_task(watches, name="kdag run, Job and pod watches")]
         if paused is not None:
             ours.append(
                 asyncio.create_task(

@@ -1,13 +1,14 @@
-"""Jobs and pods are streamed to their handlers past kopf's per-object processing.
+"""Runs, Jobs and pods are streamed to their handlers past kopf's per-object processing.
 
 Every node brings about ten watch events: its Job's creation and status updates, its pod's
-scheduling, start and end. kopf routes each one through a per-object worker task, cause
-detection, an object logger and handler invocation: half of the operator's CPU, the
-benchmarks measured. kdag's handlers for these two kinds only update the cache and wake a
-run (`kdag.operator.handlers`), so each event goes to its handler straight from kopf's own
+scheduling, start and end, and its run's status writes. kopf routes each one through a
+per-object worker task, cause detection, an object logger and handler invocation: most of
+the operator's CPU, the benchmarks measured. kdag's handlers only update the cache and wake
+a run (`kdag.operator.handlers`), so each event goes to its handler straight from kopf's own
 list-and-watch stream, which keeps what a watch needs: the initial listing, continuing from
-the last resourceVersion, relisting after 410 Gone, bookmarks, and the peering pause. Runs
-and Workflows stay on kopf's handlers: they carry the indexes and their events are few.
+the last resourceVersion, relisting after 410 Gone, bookmarks, and the peering pause. A
+kind whose view must be whole before it is used (the runs each Workflow has) is told when
+each listing is over (`ListingObserver`). Workflows, few, stay on kopf's handlers and index.
 
 The namespaces are the ones kopf serves: those it resolved from `--namespace` patterns
 (globs included) or cluster-wide, followed as namespaces come and go.
@@ -19,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 
@@ -39,10 +40,24 @@ RESTART_BACKOFF = Backoff(base_seconds=1.0, max_seconds=30.0)
 EventHandler = Callable[[str | None, dict[str, Any]], None]
 
 
+class ListingObserver(Protocol):
+    """Told when a kind's view of a namespace (None: all namespaces) is whole."""
+
+    def stream_started(self, namespace: Namespace) -> None:
+        """Not whole until listed."""
+
+    def listed(self, namespace: Namespace, present: Iterable[tuple[str, str]]) -> None:
+        """A listing is over: it showed these (namespace, name); others are gone."""
+
+    def stream_stopped(self, namespace: Namespace) -> None:
+        """No longer watched."""
+
+
 @dataclass(frozen=True)
 class WatchedKind:
     resource: kopf.Resource
     handle: EventHandler
+    listings: ListingObserver | None = None
 
 
 # One kind's events in one namespace (None: cluster-wide), until cancelled.
@@ -82,32 +97,55 @@ def kopf_stream(
     async def stream(kind: WatchedKind, namespace: Namespace) -> None:
         loop = asyncio.get_running_loop()
         failures = 0
-        while True:
-            started = loop.time()
-            try:
-                async for event in infinite_watch(
-                    settings=settings,
-                    resource=kind.resource,
-                    namespace=namespace,
-                    operator_paused=paused,  # type: ignore[arg-type]
-                ):
-                    deliver(kind, event)  # type: ignore[arg-type]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A stream that kept going for a while before failing starts from scratch.
-                failures = 1 if loop.time() - started >= backoff.max_seconds else failures + 1
-                delay = backoff.delay(failures)
-                logger.error(
-                    "watching %s in %s failed (%s); again in %.0f s",
-                    kind.resource.plural,
-                    namespace or "all namespaces",
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+        listings = kind.listings
+        if listings is not None:
+            listings.stream_started(namespace)
+        try:
+            while True:
+                started = loop.time()
+                try:
+                    await _follow(kind, namespace)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # A stream that kept going for a while before failing starts afresh.
+                    failures = 1 if loop.time() - started >= backoff.max_seconds else failures + 1
+                    delay = backoff.delay(failures)
+                    logger.error(
+                        "watching %s in %s failed (%s); again in %.0f s",
+                        kind.resource.plural,
+                        namespace or "all namespaces",
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+        finally:
+            if listings is not None:
+                listings.stream_stopped(namespace)
+
+    async def _follow(kind: WatchedKind, namespace: Namespace) -> None:
+        listing: set[tuple[str, str]] | None = None  # what the listing under way showed
+        async for event in infinite_watch(
+            settings=settings,
+            resource=kind.resource,
+            namespace=namespace,
+            operator_paused=paused,  # type: ignore[arg-type]
+        ):
+            if kind.listings is not None:
+                if event is Bookmark.LISTED:
+                    kind.listings.listed(namespace, listing or ())
+                    listing = None
+                elif isinstance(event, dict) and event.get("type") is None:
+                    listing = set() if listing is None else listing
+                    listing.add(_slot(event.get("object")))
+            deliver(kind, event)  # type: ignore[arg-type]
 
     return stream
+
+
+def _slot(body: object) -> tuple[str, str]:
+    meta = (body.get("metadata") if isinstance(body, dict) else None) or {}
+    return str(meta.get("namespace", "")), str(meta.get("name", ""))
 
 
 async def follow_namespaces(

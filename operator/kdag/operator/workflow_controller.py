@@ -179,6 +179,7 @@ class WorkflowController:
         changed; the Result's `requeue_at` is the next tick."""
         if not self._owns():
             return Result()  # another replica drives the Workflows (shards); no timer
+        await self._view.complete()  # never schedule from a partial view of the runs
         workflow = self._view.workflow(key)
         if workflow is None:
             self.forget(key)

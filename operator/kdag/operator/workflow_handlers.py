@@ -1,10 +1,11 @@
-"""kopf wiring of the Workflow controller: two indexes and two raw-event handlers, which
-only hand what they see to the controller's work queue (as `kdag.operator.handlers` does
-for runs).
+"""kopf wiring of the Workflow controller: an index and a raw-event handler for Workflows,
+which only hand what they see to the controller's work queue; run events reach it from the
+run watch (`kdag.operator.handlers`).
 
-The controller reads Workflows and runs from kopf indexes, which kopf fills from a complete
-listing before any handler runs; keys reach the queue only from handlers, and timers only
-from passes, so a restarted operator never schedules from a partial view.
+The controller reads Workflows from a kopf index, which kopf fills from a complete listing
+before any handler runs, and runs from `kdag.operator.workflow_runs`, whose `complete` every
+pass awaits; keys reach the queue only from events, and timers only from passes, so a
+restarted operator never schedules from a partial view.
 
 Raw-event handlers and indexes make kopf write nothing onto Workflows. Older versions ran a
 `kopf.daemon` per scheduled Workflow, for which kopf put its finalizer on the Workflow;
@@ -23,29 +24,32 @@ import kopf
 from kdag.api import GROUP, VERSION, WORKFLOWS
 from kdag.engine.cron import ObservedRun
 from kdag.operator.app import Operator
-from kdag.operator.config import RUNS_RESOURCE
 from kdag.operator.workflow_controller import WorkflowController
-from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject, observe_run
+from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject
+from kdag.operator.workflow_runs import WorkflowRuns
 
 WORKFLOWS_RESOURCE = (GROUP, VERSION, WORKFLOWS)
 MEMO_KEY = "kdag_workflow_controller"
 # kopf names an index after its function and passes it to handlers under that name.
 WORKFLOWS_INDEX = "kdag_workflows"
-RUNS_INDEX = "kdag_workflow_runs"
 
 
 @dataclass(frozen=True)
 class IndexedWorkflows:
-    """The controller's view: kopf's two indexes, live (kopf updates them in place)."""
+    """The controller's view: kopf's Workflow index, live (kopf updates it in place), and
+    the runs kept from the run watch."""
 
     workflows: Mapping[WorkflowKey, Iterable[WorkflowObject]]
-    runs_by_workflow: Mapping[WorkflowKey, Iterable[ObservedRun]]
+    workflow_runs: WorkflowRuns
 
     def workflow(self, key: WorkflowKey) -> WorkflowObject | None:
         return next(iter(self.workflows.get(key, ())), None)
 
     def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
-        return self.runs_by_workflow.get(key, ())
+        return self.workflow_runs.runs(key)
+
+    async def complete(self) -> None:
+        await self.workflow_runs.complete()
 
 
 def _controller(memo: kopf.Memo) -> WorkflowController:
@@ -58,7 +62,7 @@ async def start_workflow_controller(memo: kopf.Memo, **kwargs: Any) -> None:
     app: Operator = memo["kdag"]
     view = IndexedWorkflows(
         cast(Mapping[WorkflowKey, Iterable[WorkflowObject]], kwargs[WORKFLOWS_INDEX]),
-        cast(Mapping[WorkflowKey, Iterable[ObservedRun]], kwargs[RUNS_INDEX]),
+        app.workflow_runs,
     )
     controller = WorkflowController(
         app.kube,
@@ -70,6 +74,7 @@ async def start_workflow_controller(memo: kopf.Memo, **kwargs: Any) -> None:
     memo[MEMO_KEY] = controller
     app.pausables.append((controller.pause, controller.resume))
     app.workflows_gained = lambda: controller.take_over(view.workflows.keys())
+    app.run_changed = controller.run_changed
     controller.start()
 
 
@@ -80,18 +85,12 @@ async def stop_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
 
 
-# Index handlers are `async` though they never await: kopf runs a plain function in a
-# thread for every event, and a run's every status write is an event.
+# An index handler is `async` though it never awaits: kopf runs a plain function in a
+# thread for every event.
 @kopf.index(*WORKFLOWS_RESOURCE, id=WORKFLOWS_INDEX)
 async def kdag_workflows(body: kopf.Body, **_: Any) -> dict[WorkflowKey, WorkflowObject]:
     workflow = WorkflowObject.from_body(body)
     return {workflow.key: workflow}
-
-
-@kopf.index(*RUNS_RESOURCE, id=RUNS_INDEX)
-async def kdag_workflow_runs(body: kopf.Body, **_: Any) -> dict[WorkflowKey, ObservedRun] | None:
-    observed = observe_run(body)
-    return None if observed is None else {observed[0]: observed[1]}
 
 
 @kopf.on.event(*WORKFLOWS_RESOURCE)
@@ -99,8 +98,3 @@ async def workflow_status_on_workflow_event(
     event: kopf.RawEvent, memo: kopf.Memo, **_: Any
 ) -> None:
     _controller(memo).workflow_changed(event["type"], cast(Mapping[str, Any], event["object"]))
-
-
-@kopf.on.event(*RUNS_RESOURCE)
-async def workflow_status_on_run_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    _controller(memo).run_changed(event["type"], cast(Mapping[str, Any], event["object"]))

@@ -50,11 +50,14 @@ class WorkflowObject:
 
 
 class WorkflowView(Protocol):
-    """What the watches show of Workflows and their runs, always the latest; complete
-    before the controller's first pass (the operator's view is kopf's indexes, which kopf
-    fills from a full listing before any handler runs)."""
+    """What the watches show of Workflows and their runs, always the latest. Workflows come
+    from a kopf index, which kopf fills from a full listing before any handler runs; runs
+    from `kdag.operator.workflow_runs`, whole once `complete` returns."""
 
     def workflow(self, key: WorkflowKey) -> WorkflowObject | None: ...
+
+    async def complete(self) -> None:
+        """Return once the runs of every watched namespace have been listed."""
 
     def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
         """The runs whose `workflowRef` names the Workflow."""

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from kdag.operator.cache import Cache
-from kdag.operator.handlers import handle_job_event, handle_pod_event, handle_run_event
+from kdag.operator.handlers import handle_job_event, handle_pod_event, handle_run, handle_run_event
+from kdag.operator.workflow_runs import WorkflowRuns
 
 
 class Queue:
@@ -164,3 +165,19 @@ def test_every_job_event_is_offered_to_the_refusal_finder() -> None:
     handle_job_event(a, "ADDED", job("5"))
     handle_job_event(a, "MODIFIED", job("6"))
     assert a.refusals.considered == [(("ns", "r1"), "r1-a-1")] * 2
+
+
+def test_a_run_event_reaches_the_workflows_view_the_runs_pass_and_the_workflow_controller() -> None:
+    a = app()
+    a.workflow_runs = WorkflowRuns()
+    told: list[tuple[str | None, str]] = []
+    a.run_changed = lambda event_type, body: told.append((event_type, body["metadata"]["name"]))
+    body = run("1", spec={"workflowRef": {"name": "etl"}})
+    handle_run(a, None, body)
+    assert [r.name for r in a.workflow_runs.runs(("ns", "etl"))] == ["r1"]
+    assert a.reconciler.enqueued == [("ns", "r1")]
+    assert told == [(None, "r1")]
+    handle_run(a, "DELETED", body)
+    assert list(a.workflow_runs.runs(("ns", "etl"))) == []
+    assert a.reconciler.forgotten == [("ns", "r1")]
+    assert told[-1] == ("DELETED", "r1")

@@ -50,15 +50,8 @@ def test_json_logs_carry_run_and_node() -> None:
 
 def test_kopf_builds_no_diff_base_for_the_kinds_kdag_only_watches() -> None:
     storage = kopf_settings(parse_config(["-A"])).persistence.diffbase_storage
-    run = {
-        "apiVersion": "kdag.dev/v1alpha1",
-        "kind": "WorkflowRun",
-        "metadata": {"name": "r"},
-        "spec": {"x": 1},
-        "status": {"phase": "Running"},
-    }
-    assert storage.build(body=kopf.Body(run)) == {}
-    # Workflows too: only indexes and raw-event handlers serve them (no daemon any more).
+    # Workflows: only an index and a raw-event handler serve them (no daemon any more). Runs,
+    # Jobs and pods do not go through kopf's processing at all (object_watches).
     workflow = {
         "apiVersion": "kdag.dev/v1alpha1",
         "kind": "Workflow",

@@ -177,3 +177,69 @@ def test_a_failed_stream_starts_again_after_a_backoff_and_delivers_what_follows(
         ("ADDED", "after-restarts"),
     ]
     assert "watching jobs in team failed (403 Forbidden); again in 1 s" in caplog.text
+
+
+class RecordedListings:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None, list[tuple[str, str]]]] = []
+
+    def stream_started(self, namespace: str | None) -> None:
+        self.calls.append(("started", namespace, []))
+
+    def listed(self, namespace: str | None, present: Any) -> None:
+        self.calls.append(("listed", namespace, sorted(present)))
+
+    def stream_stopped(self, namespace: str | None) -> None:
+        self.calls.append(("stopped", namespace, []))
+
+
+def test_a_kind_that_needs_whole_listings_is_told_what_each_listing_showed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    attempts: list[int] = []
+
+    async def relisting_watch(**_: Any) -> AsyncIterator[Any]:
+        # A listing, events, a relisting (410 Gone) that no longer shows "b", an empty
+        # relisting; then, after the stream failed once, a listing in the new stream.
+        attempts.append(1)
+        if len(attempts) == 1:
+            for item in (
+                event(None, "a"),
+                event(None, "b"),
+                Bookmark.LISTED,
+                event("ADDED", "c"),
+                event(None, "a"),
+                event(None, "c"),
+                Bookmark.LISTED,
+                Bookmark.LISTED,
+            ):
+                yield item  # fmt: skip
+            yield event(None, "half a listing")
+            raise kopf.PermanentError("500")
+        yield event(None, "d")
+        yield Bookmark.LISTED
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(object_watches, "infinite_watch", relisting_watch)
+    listings = RecordedListings()
+    seen: Seen = []
+    kind = WatchedKind(JOBS_RESOURCE, recording_kind(seen).handle, listings)
+    stream = kopf_stream(kopf_settings(OperatorConfig(all_namespaces=True)), backoff=Backoff(0, 0))
+
+    async def scenario() -> None:
+        task = asyncio.create_task(stream(kind, "team"))
+        await until(lambda: len(listings.calls) == 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert listings.calls == [
+        ("started", "team", []),
+        ("listed", "team", [("ns", "a"), ("ns", "b")]),
+        ("listed", "team", [("ns", "a"), ("ns", "c")]),
+        ("listed", "team", []),
+        ("listed", "team", [("ns", "d")]),  # the cut-off listing reported nothing
+        ("stopped", "team", []),
+    ]
+    assert (None, "half a listing") in seen

@@ -1,5 +1,6 @@
-"""The kopf wiring of the Workflow side: indexes as the controller's live view, handlers that
-only add keys, and nothing that would make kopf hold a finalizer on Workflows."""
+"""The wiring of the Workflow side: kopf's Workflow index and the runs kept from the run
+watch as the controller's live view, handlers that only add keys, no pass before the runs
+are listed, and nothing that would make kopf hold a finalizer on Workflows."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ from typing import Any
 import kopf
 from workflow_harness import NS, FakeApi, spec
 
-import kdag.operator.handlers  # noqa: F401  (registers the runs' handlers)
-from kdag.engine.cron import ObservedRun
 from kdag.operator import workflow_handlers
 from kdag.operator.workflow_controller import WorkflowController
-from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject, observe_run
+from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject
+from kdag.operator.workflow_runs import WorkflowRuns
 
 KEY = (NS, "etl")
 
@@ -37,51 +37,57 @@ def test_no_kdag_handler_makes_kopf_hold_a_finalizer() -> None:
     registry = kopf.get_default_registry()
     assert registry._spawning.get_all_handlers() == []
     assert registry._changing.get_all_handlers() == []
-    assert registry._indexing.get_all_handlers()  # the view is kopf's indexes
+    assert registry._indexing.get_all_handlers()  # the Workflows are kopf's index
 
 
-def test_the_controller_reads_kopfs_indexes_live_and_passes_only_on_events() -> None:
+def test_the_controller_passes_only_on_events_and_only_once_the_runs_are_listed() -> None:
     api = FakeApi()
-    # kopf hands the same index objects to every handler and updates them in place.
+    # kopf hands the same index object to every handler and updates it in place.
     workflows: dict[WorkflowKey, list[WorkflowObject]] = {}
-    runs: dict[WorkflowKey, list[ObservedRun]] = {}
     app = SimpleNamespace(
         kube=api,
         config=SimpleNamespace(max_nodes=100, max_run_output_bytes=10_000),
         pausables=[],
         owns_workflows=lambda: True,
+        workflow_runs=WorkflowRuns(),
+        run_changed=None,
+        cache=None,
     )
     memo = kopf.Memo(kdag=app)
     seen: dict[str, object] = {}
 
     async def scenario() -> None:
+        app.workflow_runs.stream_started(NS)  # the run watch started, not listed yet
         await workflow_handlers.start_workflow_controller(
-            memo=memo,
-            **{workflow_handlers.WORKFLOWS_INDEX: workflows, workflow_handlers.RUNS_INDEX: runs},
+            memo=memo, **{workflow_handlers.WORKFLOWS_INDEX: workflows}
         )
         controller = memo[workflow_handlers.MEMO_KEY]
         assert isinstance(controller, WorkflowController)
         seen["pausable"] = app.pausables == [(controller.pause, controller.resume)]
+        seen["run events"] = app.run_changed == controller.run_changed
         body = workflow_body(api)
         api.workflows["etl"] = copy.deepcopy(body)
-        # kopf fills the indexes, then calls the handlers.
         workflows[KEY] = [WorkflowObject.from_body(body)]
+        seen["before any event"] = list(api.calls)
+        event: Any = {"type": None, "object": body}
+        await workflow_handlers.workflow_status_on_workflow_event(event=event, memo=memo)
+        for _ in range(50):  # loop turns: the pass waits for the run listing
+            await asyncio.sleep(0)
+        seen["before the runs are listed"] = list(api.status_patches)
         run = {
             "metadata": {"name": "etl-1", "namespace": NS, "uid": "r"},
             "spec": {"workflowRef": {"name": "etl"}},
             "status": {"phase": "Running"},
         }
-        observed = observe_run(run)
-        assert observed is not None
-        runs[KEY] = [observed[1]]
-        seen["before any event"] = list(api.calls)
-        event: Any = {"type": None, "object": body}
-        await workflow_handlers.workflow_status_on_workflow_event(event=event, memo=memo)
+        app.workflow_runs.observe(None, run)
+        app.workflow_runs.listed(NS, [(NS, "etl-1")])
         while not (controller.queue.idle and api.status_patches):
             await asyncio.sleep(0)
         await workflow_handlers.stop_workflow_controller(memo=memo)
 
     asyncio.run(scenario())
     assert seen["pausable"] is True
+    assert seen["run events"] is True
     assert seen["before any event"] == []
+    assert seen["before the runs are listed"] == []
     assert api.status_patches[0]["status"]["lastRun"] == "etl-1"

@@ -135,6 +135,9 @@ class LiveView:
         runs = index(self.api) if self.frozen is None else self.frozen
         return runs.get(key, [])
 
+    async def complete(self) -> None:
+        """Always whole (the fake API is the listing)."""
+
 
 def index(api: FakeApi) -> dict[tuple[str, str], list[ObservedRun]]:
     runs: dict[tuple[str, str], list[ObservedRun]] = {}

@@ -1,0 +1,83 @@
+"""Runs by the Workflow they reference, kept from the run watch, and when that view is whole.
+
+The Workflow controller decides schedules from it (how many runs are active, which tick
+already has its run), so it must never pass over a Workflow from a partial view: `complete`
+waits until every watched namespace has been listed in full. A listing (the first, or one
+after the watch lost its place) also drops the runs it no longer shows: they were deleted
+while nothing watched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kdag.engine.cron import ObservedRun
+from kdag.operator.objects import DELETED
+from kdag.operator.workflow_objects import WorkflowKey, observe_run
+
+RunSlot = tuple[str, str]  # (namespace, run name)
+
+
+class WorkflowRuns:
+    """The runs of each Workflow; fed by the run watch (`object_watches`)."""
+
+    def __init__(self) -> None:
+        self._by_workflow: dict[WorkflowKey, dict[str, ObservedRun]] = {}
+        self._workflow_of: dict[RunSlot, WorkflowKey] = {}
+        self._unlisted: set[str | None] = set()  # streams (namespace; None: all) not listed yet
+        self._complete = asyncio.Event()
+
+    # -- the view
+
+    def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
+        return tuple(self._by_workflow.get(key, {}).values())
+
+    async def complete(self) -> None:
+        """Return once every watched namespace has been listed."""
+        await self._complete.wait()
+
+    # -- the watch
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        slot = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        self._drop(slot)
+        if event_type == DELETED:
+            return
+        observed = observe_run(body)
+        if observed is not None:
+            key, run = observed
+            self._by_workflow.setdefault(key, {})[slot[1]] = run
+            self._workflow_of[slot] = key
+
+    def stream_started(self, namespace: str | None) -> None:
+        self._unlisted.add(namespace)
+        self._complete.clear()
+
+    def listed(self, namespace: str | None, present: Iterable[RunSlot]) -> None:
+        """A listing of the namespace (None: all) is over; `present` is what it showed."""
+        shown = set(present)
+        for slot in [s for s in self._workflow_of if namespace in (None, s[0])]:
+            if slot not in shown:
+                self._drop(slot)
+        self._unlisted.discard(namespace)
+        self._settle()
+
+    def stream_stopped(self, namespace: str | None) -> None:
+        """The namespace (None: all) is no longer watched: its runs are no longer known."""
+        self.listed(namespace, ())
+
+    def _settle(self) -> None:
+        if not self._unlisted:
+            self._complete.set()
+
+    def _drop(self, slot: RunSlot) -> None:
+        key = self._workflow_of.pop(slot, None)
+        if key is None:
+            return
+        runs = self._by_workflow.get(key, {})
+        runs.pop(slot[1], None)
+        if not runs:
+            self._by_workflow.pop(key, None)
