@@ -56,7 +56,7 @@ class Operator:
         try:
             kube.operator_account = await own_service_account(kube)
         except BaseException:
-            kube.close()
+            await kube.close()
             raise
         cache = Cache()
         events = EventPoster(kube, metrics)
@@ -124,7 +124,7 @@ class Operator:
             # hands this replica's runs over at once.
             await self.kube.drain()
             await self.shards.stop(leave=True)
-        self.kube.close()
+        await self.kube.close()
 
 
 def _shards(config: OperatorConfig, metrics: Metrics) -> Shards | None:

@@ -1,7 +1,9 @@
 """Kubernetes API access: the few REST calls the operator makes, counted for metrics.
 
-The official client is synchronous, so every call runs in a bounded thread pool and returns
-plain dicts (raw JSON): the generated model classes would cost more CPU than the planner.
+Requests go out on the event loop through aiohttp (as kopf's own watches do), with the
+connection settings and credentials of the official client's configuration: its
+`param_serialize` builds each URL and auth header (so a rotated token is re-read). Answers
+are plain dicts (raw JSON): the generated model classes would cost more CPU than the planner.
 `KubeApi` is the interface the reconciler depends on; tests substitute a fake.
 """
 
@@ -10,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
+import aiohttp
 import kubernetes
-import urllib3
+import yarl
+from kubernetes.client.rest import is_socks_proxy_url, should_bypass_proxies
 
 from kdag.api import GROUP, RUNS, VERSION, WORKFLOWS
 from kdag.operator.objects import resource_version
@@ -25,8 +29,8 @@ from kdag.operator.objects import resource_version
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
-# Short requests only; watches are kopf's. A hung request must not hold a worker forever.
-REQUEST_TIMEOUT = (5.0, 30.0)
+# Short requests only; watches are kopf's. A hung request must not hold a pass forever.
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=30.0)
 
 RequestObserver = Callable[[str, str, str], None]
 """Called once per request with (verb, resource, code); `code` is the HTTP status or 'error'."""
@@ -112,75 +116,142 @@ def load_client_configuration(pool_size: int) -> kubernetes.client.Configuration
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
     config.connection_pool_maxsize = pool_size
-    # kdag retries on its own schedule (reconcile backoff); urllib3 must not stall a worker.
-    config.retries = False
     return config
 
 
+def ssl_context(config: kubernetes.client.Configuration) -> ssl.SSLContext:
+    """TLS as the official client sets it up: its CA (file or data), client certificate,
+    and `verify_ssl` / `assert_hostname`."""
+    context = ssl.create_default_context(cafile=config.ssl_ca_cert, cadata=config.ca_cert_data)
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    if not config.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif config.assert_hostname is False:
+        context.check_hostname = False
+    return context
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes beyond the URL: the name TLS checks, and a proxy."""
+
+    server_hostname: str | None
+    proxy: str | None
+    proxy_headers: Mapping[str, str] | None
+
+
+def route(config: kubernetes.client.Configuration) -> Route:
+    assert_hostname = config.assert_hostname if isinstance(config.assert_hostname, str) else None
+    proxy = config.proxy
+    if proxy and should_bypass_proxies(config.host, config.no_proxy or ""):
+        proxy = None
+    if proxy and is_socks_proxy_url(proxy):  # type: ignore[no-untyped-call]
+        # kopf's watches (aiohttp) cannot use one either, so the operator could not run.
+        raise ValueError(f"a SOCKS proxy is not supported: {proxy}")
+    return Route(
+        server_hostname=config.tls_server_name or assert_hostname,
+        proxy=proxy or None,
+        proxy_headers=dict(config.proxy_headers) if proxy and config.proxy_headers else None,
+    )
+
+
 class KubeClient:
-    """`KubeApi` over the official client's REST layer, in a bounded thread pool."""
+    """`KubeApi` over aiohttp on the event loop; at most `workers` requests at once."""
 
     def __init__(
         self,
         configuration: kubernetes.client.Configuration,
         observe_request: RequestObserver,
         workers: int = 16,
+        timeout: aiohttp.ClientTimeout = REQUEST_TIMEOUT,
     ) -> None:
         self._api = kubernetes.client.ApiClient(configuration)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._route = route(configuration)
+        self._workers = workers
+        self._timeout = timeout
         self._observe_request = observe_request
+        self._session: aiohttp.ClientSession | None = None
+        self._closing = False
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def close(self) -> None:
+        self._closing = True
+        if self._session is not None:
+            await self._session.close()
         self._api.close()  # type: ignore[no-untyped-call]
 
     async def drain(self) -> None:
         """Send nothing more, and wait for the requests already sent (shards: before this
         replica's Lease is deleted, nothing of its may still be on its way)."""
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        self._closing = True
+        await self._idle.wait()
 
     # -- transport
 
-    def _request_sync(
+    def _session_now(self) -> aiohttp.ClientSession:
+        """The session, made in the running loop at the first request."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._workers, ssl=ssl_context(self._api.configuration)
+            )
+            # No compressed answers: gzipping a large run costs the API server more CPU
+            # than sending it over the cluster's network.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._session
+
+    async def _send(
         self,
         verb: str,
         resource: str,
         method: str,
         path: str,
-        query: list[tuple[str, str]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None,
+        body: Any,
+        content_type: str,
     ) -> tuple[int, bytes]:
+        if self._closing:
+            raise KubeError(0, "ClientClosed", "the API client is closed")
         headers = {"Accept": "application/json", "Content-Type": content_type}
+        # The official client builds the URL (query encoded) and the auth header.
+        _, url, headers, _, _ = self._api.param_serialize(
+            method,
+            path,
+            query_params=query or None,
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        self._in_flight += 1
+        self._idle.clear()
         try:
-            # The client builds the URL and the auth header (a rotated token re-read); the
-            # body, plain JSON already, is encoded once and sent by its urllib3 pool:
-            # the client's own path walks every body's dicts to "sanitize" them first,
-            # 5% of the operator's CPU in the benchmark's profile.
-            _, url, headers, _, _ = self._api.param_serialize(
+            async with self._session_now().request(
                 method,
-                path,
-                query_params=query or None,
-                header_params=headers,
-                auth_settings=["BearerToken"],
-            )
-            response = self._api.rest_client.pool_manager.request(
-                method,
-                url,
-                body=None if body is None else json.dumps(body, separators=(",", ":")),
+                yarl.URL(url, encoded=True),
+                data=data,
                 headers=headers,
-                timeout=urllib3.Timeout(connect=REQUEST_TIMEOUT[0], read=REQUEST_TIMEOUT[1]),
-                preload_content=False,
-            )
-            try:
-                data = response.read() or b""
-            finally:
-                response.release_conn()
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+                server_hostname=self._route.server_hostname,
+                proxy=self._route.proxy,
+                proxy_headers=self._route.proxy_headers,
+            ) as response:
+                answer = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._observe_request(verb, resource, "error")
             raise KubeError(0, type(exc).__name__, str(exc)) from exc
-        self._observe_request(verb, resource, str(response.status))
-        return response.status, data
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+        self._observe_request(verb, resource, str(status))
+        return status, answer
 
     async def _request(
         self,
@@ -195,11 +266,7 @@ class KubeClient:
         allow: tuple[int, ...] = (),
     ) -> dict[str, Any] | None:
         """The parsed JSON answer; None for an allowed error status (e.g. 404)."""
-        loop = asyncio.get_running_loop()
-        status, data = await loop.run_in_executor(
-            self._executor,
-            lambda: self._request_sync(verb, resource, method, path, query, body, content_type),
-        )
+        status, data = await self._send(verb, resource, method, path, query, body, content_type)
         if status in allow:
             return None
         if status >= 300:

@@ -27,7 +27,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -120,7 +120,7 @@ class Shards:
         on_change: Callable[[Callable[[str], bool], Callable[[str], bool]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utcnow,
-        close: Callable[[], None] = lambda: None,
+        close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._api = api
         self._close = close
@@ -326,7 +326,8 @@ class Shards:
                 await self._api.delete_lease(self.namespace, self.lease_name)
             except KubeError as exc:
                 logger.warning("shard lease %s not deleted: %s", self.lease_name, exc)
-        self._close()
+        if self._close is not None:
+            await self._close()
 
 
 class OwnedRuns:

@@ -167,7 +167,7 @@ def test_the_client_refuses_a_job_running_as_the_operator_without_asking_the_api
             )
         assert requests == []
     finally:
-        client.close()
+        asyncio.run(client.close())
 
 
 def test_the_client_sends_jobs_running_as_other_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -187,7 +187,7 @@ def test_the_client_sends_jobs_running_as_other_accounts(monkeypatch: pytest.Mon
         asyncio.run(client.create_job("team-a", _job("kdag")))
         asyncio.run(client.create_job("kdag-system", _job(None)))
     finally:
-        client.close()
+        asyncio.run(client.close())
     assert [path for path, _ in sent] == [
         "/apis/batch/v1/namespaces/kdag-system/jobs",
         "/apis/batch/v1/namespaces/team-a/jobs",
