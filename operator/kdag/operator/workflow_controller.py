@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kdag.api import ScheduleSpec
@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 LONGEST_WAIT_SECONDS = 600.0
 # A failed pass (the API down, say) is tried again after this.
 RETRY_BACKOFF = Backoff(base_seconds=2.0, max_seconds=60.0)
+# A Workflow whose namespace's runs are not listed yet is looked at again this soon.
+UNLISTED_RECHECK = timedelta(seconds=1)
+
 # Passes are short (a few API calls at most); a few workers keep one slow Workflow from
 # holding up the others.
 WORKERS = 4
@@ -179,7 +182,10 @@ class WorkflowController:
         changed; the Result's `requeue_at` is the next tick."""
         if not self._owns():
             return Result()  # another replica drives the Workflows (shards); no timer
-        await self._view.complete()  # never schedule from a partial view of the runs
+        if not self._view.complete(key[0]):
+            # Never from a partial view of the runs; look again soon, without holding a
+            # worker (a namespace whose runs may not be listed must not stall the others).
+            return Result(requeue_at=self._clock() + UNLISTED_RECHECK)
         workflow = self._view.workflow(key)
         if workflow is None:
             self.forget(key)

@@ -48,8 +48,8 @@ class IndexedWorkflows:
     def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
         return self.workflow_runs.runs(key)
 
-    async def complete(self) -> None:
-        await self.workflow_runs.complete()
+    def complete(self, namespace: str) -> bool:
+        return self.workflow_runs.complete(namespace)
 
 
 def _controller(memo: kopf.Memo) -> WorkflowController:

@@ -52,12 +52,12 @@ class WorkflowObject:
 class WorkflowView(Protocol):
     """What the watches show of Workflows and their runs, always the latest. Workflows come
     from a kopf index, which kopf fills from a full listing before any handler runs; runs
-    from `kdag.operator.workflow_runs`, whole once `complete` returns."""
+    from `kdag.operator.workflow_runs`, whole once `complete` says so."""
 
     def workflow(self, key: WorkflowKey) -> WorkflowObject | None: ...
 
-    async def complete(self) -> None:
-        """Return once the runs of every watched namespace have been listed."""
+    def complete(self, namespace: str) -> bool:
+        """Whether the namespace's runs have been listed."""
 
     def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
         """The runs whose `workflowRef` names the Workflow."""

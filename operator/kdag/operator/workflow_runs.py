@@ -1,15 +1,16 @@
 """Runs by the Workflow they reference, kept from the run watch, and when that view is whole.
 
 The Workflow controller decides schedules from it (how many runs are active, which tick
-already has its run), so it must never pass over a Workflow from a partial view: `complete`
-waits until every watched namespace has been listed in full. A listing (the first, or one
-after the watch lost its place) also drops the runs it no longer shows: they were deleted
-while nothing watched.
+already has its run), so it must never pass over a Workflow from a partial view:
+`listed(namespace)` says whether the stream that watches the namespace (its own, or a
+cluster-wide one) has listed it in full; until then the controller passes over none of its
+Workflows. A namespace whose runs the operator may not list (RBAC) holds back only its own
+Workflows. A listing (the first, or one after the watch lost
+its place) also drops the runs it no longer shows: they were deleted while nothing watched.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,17 +27,17 @@ class WorkflowRuns:
     def __init__(self) -> None:
         self._by_workflow: dict[WorkflowKey, dict[str, ObservedRun]] = {}
         self._workflow_of: dict[RunSlot, WorkflowKey] = {}
-        self._unlisted: set[str | None] = set()  # streams (namespace; None: all) not listed yet
-        self._complete = asyncio.Event()
+        # Streams (by namespace; None: cluster-wide) that have been listed once.
+        self._listed: set[str | None] = set()
 
     # -- the view
 
     def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
         return tuple(self._by_workflow.get(key, {}).values())
 
-    async def complete(self) -> None:
-        """Return once every watched namespace has been listed."""
-        await self._complete.wait()
+    def complete(self, namespace: str) -> bool:
+        """Whether the namespace's runs have been listed."""
+        return bool({namespace, None} & self._listed)
 
     # -- the watch
 
@@ -53,8 +54,7 @@ class WorkflowRuns:
             self._workflow_of[slot] = key
 
     def stream_started(self, namespace: str | None) -> None:
-        self._unlisted.add(namespace)
-        self._complete.clear()
+        self._listed.discard(namespace)
 
     def listed(self, namespace: str | None, present: Iterable[RunSlot]) -> None:
         """A listing of the namespace (None: all) is over; `present` is what it showed."""
@@ -62,16 +62,12 @@ class WorkflowRuns:
         for slot in [s for s in self._workflow_of if namespace in (None, s[0])]:
             if slot not in shown:
                 self._drop(slot)
-        self._unlisted.discard(namespace)
-        self._settle()
+        self._listed.add(namespace)
 
     def stream_stopped(self, namespace: str | None) -> None:
         """The namespace (None: all) is no longer watched: its runs are no longer known."""
         self.listed(namespace, ())
-
-    def _settle(self) -> None:
-        if not self._unlisted:
-            self._complete.set()
+        self._listed.discard(namespace)
 
     def _drop(self, slot: RunSlot) -> None:
         key = self._workflow_of.pop(slot, None)

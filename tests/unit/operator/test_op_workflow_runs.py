@@ -3,7 +3,6 @@ namespace has been listed, and rid of runs deleted while nothing watched."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from kdag.operator.workflow_runs import WorkflowRuns
@@ -16,15 +15,6 @@ def run(name: str, workflow: str | None = "etl", namespace: str = "team") -> dic
 
 def names(runs: WorkflowRuns, workflow: str = "etl", namespace: str = "team") -> list[str]:
     return sorted(r.name for r in runs.runs((namespace, workflow)))
-
-
-async def is_complete(runs: WorkflowRuns) -> bool:
-    waiter = asyncio.ensure_future(runs.complete())
-    for _ in range(5):  # loop turns, no clock
-        await asyncio.sleep(0)
-    done = waiter.done()
-    waiter.cancel()
-    return done
 
 
 def test_runs_are_grouped_by_the_workflow_they_reference_and_inline_ones_by_none() -> None:
@@ -45,23 +35,22 @@ def test_a_run_whose_reference_changes_moves_to_the_other_workflow() -> None:
     assert names(runs, "other") == ["a"]
 
 
-def test_the_view_is_whole_only_once_every_started_stream_has_listed() -> None:
-    async def scenario() -> list[bool]:
-        runs = WorkflowRuns()
-        seen = [await is_complete(runs)]  # nothing listed yet
-        runs.stream_started("team")
-        runs.stream_started("ops")
-        runs.listed("team", [])
-        seen.append(await is_complete(runs))
-        runs.listed("ops", [])
-        seen.append(await is_complete(runs))
-        runs.stream_started("new")  # a namespace kopf began to serve
-        seen.append(await is_complete(runs))
-        runs.stream_stopped("new")  # and stopped serving before it was listed
-        seen.append(await is_complete(runs))
-        return seen
-
-    assert asyncio.run(scenario()) == [False, False, True, False, True]
+def test_a_namespace_is_whole_once_its_own_or_a_cluster_wide_stream_has_listed() -> None:
+    runs = WorkflowRuns()
+    assert not runs.complete("team")  # nothing listed yet
+    runs.stream_started("team")
+    runs.stream_started("ops")
+    runs.listed("team", [])
+    assert runs.complete("team")
+    assert not runs.complete("ops")  # one namespace not listed holds back only its own
+    runs.listed("ops", [])
+    assert runs.complete("ops")
+    runs.stream_stopped("ops")  # kopf no longer serves it
+    assert not runs.complete("ops")
+    runs.stream_started(None)
+    assert not runs.complete("new")
+    runs.listed(None, [])
+    assert runs.complete("new")
 
 
 def test_a_listing_drops_the_runs_it_no_longer_shows() -> None:

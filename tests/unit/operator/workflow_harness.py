@@ -135,8 +135,9 @@ class LiveView:
         runs = index(self.api) if self.frozen is None else self.frozen
         return runs.get(key, [])
 
-    async def complete(self) -> None:
+    def complete(self, namespace: str) -> bool:
         """Always whole (the fake API is the listing)."""
+        return True
 
 
 def index(api: FakeApi) -> dict[tuple[str, str], list[ObservedRun]]:
