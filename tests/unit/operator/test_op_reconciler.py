@@ -366,7 +366,7 @@ def test_a_run_deleted_while_the_watch_was_down_is_forgotten_after_a_resync(
     assert calls(h, "get_run") == [("get_run", "r1")]
 
 
-def test_a_run_pauses_after_a_status_write_for_as_long_as_it_took(h: Harness) -> None:
+def test_a_run_pauses_after_a_status_write_for_twice_as_long_as_it_took(h: Harness) -> None:
     key = h.create_run(run_body(nodes=[{"name": "fan", "forEach": ["a", "b", "c"]}]))
     h.kube.patch_seconds = 0.05  # a busy API server
     reconciler = h.reconciler
@@ -388,6 +388,14 @@ def test_a_run_pauses_after_a_status_write_for_as_long_as_it_took(h: Harness) ->
 
     asyncio.run(scenario())
     assert seen == [(True, False), (False, False)]  # paused, then planned
+
+
+def test_the_pause_after_a_status_write_is_twice_the_writes_time(h: Harness) -> None:
+    key = h.create_run(run_body(nodes=[{"name": "fan", "forEach": ["a", "b", "c"]}]))
+    h.kube.patch_seconds = 0.05  # a busy API server
+    result = asyncio.run(h.reconciler.reconcile(key))
+    assert calls(h, "patch_run_status")
+    assert result.cooldown_seconds >= 2 * 0.05
 
 
 def test_a_pass_that_writes_no_status_does_not_pause(h: Harness) -> None:
