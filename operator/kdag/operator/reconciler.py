@@ -455,7 +455,7 @@ class Reconciler:
             # fewer, larger writes, and a 5,000-node run (whose every write makes the server
             # decode, store and send the whole object to every watcher, which the write's
             # own time does not show) leaves room for the Jobs: pausing only as long as the
-            # write, the fan-out wrote 57 times instead of 31 and took 183 s instead of 162
+            # write, the fan-out wrote 56 times instead of 31 and took 183 s instead of 162
             # (docs/benchmarks.md).
             cooldown = 2 * (time.perf_counter() - writing)
             # The new status, already parsed, for the next pass (the planner never changes
