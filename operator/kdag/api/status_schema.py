@@ -10,8 +10,8 @@ status subresource), from the pydantic models that check it again when they read
 field), so the server's walk adds no safety. Argo Workflows' default CRDs do the same for
 their whole status.
 
-The per-node entries and the snapshot stay objects (so `kubectl explain` and printers still
-see them), documented field by field in their description.
+The per-node entries and the snapshot stay typed as objects, documented field by field in
+their description.
 """
 
 from __future__ import annotations
