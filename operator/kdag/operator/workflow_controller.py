@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from kdag.api import ScheduleSpec
@@ -57,8 +57,6 @@ logger = logging.getLogger(__name__)
 LONGEST_WAIT_SECONDS = 600.0
 # A failed pass (the API down, say) is tried again after this.
 RETRY_BACKOFF = Backoff(base_seconds=2.0, max_seconds=60.0)
-# A Workflow whose namespace's runs are not listed yet is looked at again this soon.
-UNLISTED_RECHECK = timedelta(seconds=1)
 
 # Passes are short (a few API calls at most); a few workers keep one slow Workflow from
 # holding up the others.
@@ -102,6 +100,8 @@ class WorkflowController:
         self._last_scheduled: dict[WorkflowKey, datetime] = {}
         self._reported: dict[WorkflowKey, datetime] = {}
         self._seen_runs: dict[tuple[str, str], ObservedRun] = {}
+        # Workflows passed over because their namespace's runs were not listed yet.
+        self._awaiting_listing: set[WorkflowKey] = set()
 
     # ------------------------------------------------------------ queue
 
@@ -139,6 +139,7 @@ class WorkflowController:
         """The Workflow is gone: drop its timer and what is remembered of it."""
         self._queue.forget(key)
         self._writes.forget(key)
+        self._awaiting_listing.discard(key)
         for memory in (self._validity, self._last_scheduled, self._reported):
             memory.pop(key, None)
 
@@ -175,6 +176,14 @@ class WorkflowController:
         if self._view.workflow(key) is not None:
             self._queue.add(key)
 
+    def runs_listed(self, namespace: str | None) -> None:
+        """The namespace's (None: every namespace's) runs have been listed: pass over the
+        Workflows that waited for it."""
+        ready = {key for key in self._awaiting_listing if namespace in (None, key[0])}
+        self._awaiting_listing -= ready
+        for key in ready:
+            self._queue.add(key)
+
     # ------------------------------------------------------------ one pass
 
     async def reconcile(self, key: WorkflowKey) -> Result:
@@ -183,9 +192,10 @@ class WorkflowController:
         if not self._owns():
             return Result()  # another replica drives the Workflows (shards); no timer
         if not self._view.complete(key[0]):
-            # Never from a partial view of the runs; look again soon, without holding a
-            # worker (a namespace whose runs may not be listed must not stall the others).
-            return Result(requeue_at=self._clock() + UNLISTED_RECHECK)
+            # Never from a partial view of the runs. `runs_listed` brings the key back; no
+            # worker waits (a namespace whose runs may not be listed must not stall others).
+            self._awaiting_listing.add(key)
+            return Result()
         workflow = self._view.workflow(key)
         if workflow is None:
             self.forget(key)

@@ -75,6 +75,7 @@ async def start_workflow_controller(memo: kopf.Memo, **kwargs: Any) -> None:
     app.pausables.append((controller.pause, controller.resume))
     app.workflows_gained = lambda: controller.take_over(view.workflows.keys())
     app.run_changed = controller.run_changed
+    app.workflow_runs.on_listed = controller.runs_listed
     controller.start()
 
 

@@ -5,13 +5,15 @@ already has its run), so it must never pass over a Workflow from a partial view:
 `listed(namespace)` says whether the stream that watches the namespace (its own, or a
 cluster-wide one) has listed it in full; until then the controller passes over none of its
 Workflows. A namespace whose runs the operator may not list (RBAC) holds back only its own
-Workflows. A listing (the first, or one after the watch lost
-its place) also drops the runs it no longer shows: they were deleted while nothing watched.
+Workflows, and `on_listed` tells the controller when a namespace's view becomes whole, so
+the Workflows it passed over are looked at then rather than polled. A listing (the first, or
+one after the watch lost its place) also drops the runs it no longer shows: they were
+deleted while nothing watched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kdag.engine.cron import ObservedRun
@@ -29,6 +31,8 @@ class WorkflowRuns:
         self._workflow_of: dict[RunSlot, WorkflowKey] = {}
         # Streams (by namespace; None: cluster-wide) that have been listed once.
         self._listed: set[str | None] = set()
+        # Called with the namespace (None: all) each time a listing of it is over.
+        self.on_listed: Callable[[str | None], None] = lambda _namespace: None
 
     # -- the view
 
@@ -58,16 +62,20 @@ class WorkflowRuns:
 
     def listed(self, namespace: str | None, present: Iterable[RunSlot]) -> None:
         """A listing of the namespace (None: all) is over; `present` is what it showed."""
-        shown = set(present)
-        for slot in [s for s in self._workflow_of if namespace in (None, s[0])]:
-            if slot not in shown:
-                self._drop(slot)
+        self._forget_listing(namespace, keep=set(present))
         self._listed.add(namespace)
+        self.on_listed(namespace)
 
     def stream_stopped(self, namespace: str | None) -> None:
         """The namespace (None: all) is no longer watched: its runs are no longer known."""
-        self.listed(namespace, ())
+        self._forget_listing(namespace)
         self._listed.discard(namespace)
+
+    def _forget_listing(self, namespace: str | None, keep: set[RunSlot] | None = None) -> None:
+        """Drop the namespace's (None: every) runs but those in `keep`."""
+        for slot in [s for s in self._workflow_of if namespace in (None, s[0])]:
+            if keep is None or slot not in keep:
+                self._drop(slot)
 
     def _drop(self, slot: RunSlot) -> None:
         key = self._workflow_of.pop(slot, None)

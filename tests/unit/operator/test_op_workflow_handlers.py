@@ -65,15 +65,21 @@ def test_the_controller_passes_only_on_events_and_only_once_the_runs_are_listed(
         assert isinstance(controller, WorkflowController)
         seen["pausable"] = app.pausables == [(controller.pause, controller.resume)]
         seen["run events"] = app.run_changed == controller.run_changed
+        seen["listings"] = app.workflow_runs.on_listed == controller.runs_listed
         body = workflow_body(api)
         api.workflows["etl"] = copy.deepcopy(body)
         workflows[KEY] = [WorkflowObject.from_body(body)]
         seen["before any event"] = list(api.calls)
         event: Any = {"type": None, "object": body}
         await workflow_handlers.workflow_status_on_workflow_event(event=event, memo=memo)
-        while controller.due_at(KEY) is None:  # the pass found the runs not listed yet
+        await asyncio.sleep(0)
+        while not controller.queue.idle:  # the pass found the runs not listed yet
             await asyncio.sleep(0)
         seen["before the runs are listed"] = list(api.status_patches)
+        seen["timer while waiting"] = controller.due_at(KEY)  # no poll: the listing wakes it
+        app.workflow_runs.listed("elsewhere", [])  # another namespace's listing: no pass
+        app.workflow_runs.stream_stopped(NS)
+        seen["woken by others"] = not controller.queue.idle
         run = {
             "metadata": {"name": "etl-1", "namespace": NS, "uid": "r"},
             "spec": {"workflowRef": {"name": "etl"}},
@@ -81,13 +87,16 @@ def test_the_controller_passes_only_on_events_and_only_once_the_runs_are_listed(
         }
         app.workflow_runs.observe(None, run)
         app.workflow_runs.listed(NS, [(NS, "etl-1")])
-        while not api.status_patches:  # the recheck timer (1 s) passes over it again
-            await asyncio.sleep(0.01)
+        while not api.status_patches:  # the listing brings the Workflow back
+            await asyncio.sleep(0)
         await workflow_handlers.stop_workflow_controller(memo=memo)
 
     asyncio.run(scenario())
     assert seen["pausable"] is True
     assert seen["run events"] is True
     assert seen["before any event"] == []
+    assert seen["listings"] is True
     assert seen["before the runs are listed"] == []
+    assert seen["timer while waiting"] is None
+    assert seen["woken by others"] is False
     assert api.status_patches[0]["status"]["lastRun"] == "etl-1"

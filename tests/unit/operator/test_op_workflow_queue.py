@@ -302,3 +302,29 @@ def test_a_paused_controller_passes_nothing_and_resumes_on_the_next_listing() ->
     assert seen["timer after"] is None
     assert seen["runs while paused"] == []
     assert list(h.api.runs) == [scheduled_run_name("etl", TICK)]
+
+
+def test_a_workflow_waits_for_its_namespaces_listing_without_a_timer_and_passes_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness()
+    h.apply("etl", spec())
+    listed: set[str | None] = set()
+    monkeypatch.setattr(h.view, "complete", lambda namespace: bool({namespace, None} & listed))
+
+    async def scenario() -> None:
+        h.controller.start()
+        h.controller.workflow_changed(None, h.api.workflows["etl"])
+        await until(lambda: len(h.controller.passes) == 1 and h.controller.queue.idle)
+        assert h.api.status_patches == [] and h.controller.due_at(KEY) is None
+        h.controller.runs_listed("elsewhere")  # not its namespace: it keeps waiting
+        assert h.controller.queue.idle
+        listed.add(None)
+        h.controller.runs_listed(None)  # a cluster-wide listing covers every namespace
+        await until(lambda: bool(h.api.status_patches))
+        h.controller.runs_listed(None)  # a later listing: it no longer waits
+        assert h.controller.queue.idle
+        await h.controller.stop()
+
+    run(scenario)
+    assert len(h.controller.passes) == 2

@@ -85,3 +85,15 @@ def test_a_namespace_no_longer_watched_has_no_runs_left() -> None:
     runs.listed("team", [("team", "a")])
     runs.stream_stopped("team")
     assert names(runs) == []
+
+
+def test_the_end_of_each_listing_is_told_and_a_stopped_stream_is_not_a_listing() -> None:
+    runs = WorkflowRuns()
+    told: list[str | None] = []
+    runs.on_listed = told.append
+    runs.stream_started("team")
+    runs.listed("team", [])
+    runs.stream_stopped("team")  # its runs are forgotten, and nothing became whole
+    runs.stream_started(None)
+    runs.listed(None, [])
+    assert told == ["team", None]
