@@ -73,6 +73,7 @@ class Operator:
             output_budget=config.max_run_output_bytes,
             workers=config.reconcile_workers,
             resync_seconds=config.resync_seconds,
+            status_hold_seconds=config.status_hold_seconds,
             owns=owns,
             # As many as the API client has workers, shared fairly between runs.
             job_requests_in_flight=config.api_workers,

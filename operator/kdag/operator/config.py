@@ -111,6 +111,12 @@ class OperatorConfig(BaseModel):
         description="How often active runs and their Jobs are re-read from the API, to catch "
         "deletions a watch missed while it was down; 0 never.",
     )
+    status_hold_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="A run's progress (nodes finishing and starting) is written to its status "
+        "at most this often; a change of the run's phase is written at once; 0 every change.",
+    )
     watch_server_timeout: int = Field(
         default=300, ge=10, description="Seconds before the API server ends a watch request."
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kdag.api import WorkflowSpec
+from kdag.api import WorkflowRunStatus, WorkflowSpec
 from kdag.engine.model import (
     DEFAULT_OUTPUT_BUDGET,
     JobRetentionPolicy,
@@ -40,8 +40,12 @@ def decide(
     operator_account: ServiceAccountRef | None = None,
     job_retention_policy: JobRetentionPolicy = "Retain",
     output_budget: int = DEFAULT_OUTPUT_BUDGET,
+    base: WorkflowRunStatus | None = None,
 ) -> Decision:
-    """Plan the run and diff the new status against the stored one (pure; runs in a thread)."""
+    """Plan the run and diff the new status against the stored one (pure; runs in a thread).
+
+    `base` is a status planned earlier but not written yet (`status_hold`): the plan goes
+    on from it, and the patch still turns the stored status into the new one."""
     ctx = run_context(
         run,
         workflow=workflow,
@@ -51,6 +55,6 @@ def decide(
         job_retention_policy=job_retention_policy,
         output_budget=output_budget,
     )
-    result = plan(ctx, run.status, observed, now)
+    result = plan(ctx, base if base is not None else run.status, observed, now)
     patch = status_patch(body.get("status") or {}, run.status, result.status)
     return Decision(run=run, result=result, status_patch=patch)

@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-read active runs and their Jobs this often, to catch deletions a watch "
         "missed while it was down; 0 never; default 300",
     )
+    parser.add_argument(
+        "--status-hold-seconds",
+        type=float,
+        default=float(_env("STATUS_HOLD_SECONDS", "2") or 0),
+        help="write a run's progress (nodes finishing and starting) to its status at most "
+        "this often; a change of the run's phase is written at once; 0 every change; "
+        "default 2",
+    )
     return parser
 
 
@@ -182,6 +190,7 @@ def parse_config(argv: Sequence[str] | None = None) -> OperatorConfig:
             job_retention_policy=args.job_retention_policy,
             max_run_output_bytes=args.max_run_output_bytes,
             resync_seconds=args.resync_seconds,
+            status_hold_seconds=args.status_hold_seconds,
         )
     except ValidationError as exc:
         parser.error("; ".join(_flag_error(e) for e in exc.errors()))

@@ -8,7 +8,8 @@ status is written, the next pass plans from the old status again and the planner
 the Jobs already there, asks for nothing twice. Failed passes are
 retried with backoff; nothing waits on a polling interval: a pass returns when the run is
 due again (the planner's next due time: retry backoff, approval timeout, run timeout; or its
-TTL), and the queue's timer fires then.
+TTL), and the queue's timer fires then. A pass whose only news is progress may hold its
+status for a moment instead of writing it (`status_hold.py`).
 
 A little over 400 lines: about 40 of them are properties that keep the queue's state
 readable under the names the unit tests and the model-based test inspect.
@@ -53,6 +54,7 @@ from kdag.operator.runs import (
     parse_run,
     workflow_from_object,
 )
+from kdag.operator.status_hold import StatusHold
 from kdag.operator.transitions import record_transitions
 from kdag.operator.workqueue import Result, WorkQueue
 
@@ -84,6 +86,7 @@ class Reconciler:
         plan_in_thread: bool = True,
         owns: Callable[[RunKey], bool] | None = None,
         job_requests_in_flight: int = REQUESTS_IN_FLIGHT,
+        status_hold_seconds: float = 0.0,
     ) -> None:
         # Active-active shards (kdag.operator.shards): the runs this replica drives.
         self._owns: Callable[[RunKey], bool] = owns or (lambda _key: True)
@@ -134,6 +137,7 @@ class Reconciler:
         self._unsure: set[RunKey] = set()
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
         self._status_writes: set[RunKey] = set()
+        self._hold = StatusHold(status_hold_seconds, job_retention_policy)
 
     # ------------------------------------------------------------ queue
 
@@ -147,6 +151,7 @@ class Reconciler:
         self._queue.forget(key)
         self._unsure.discard(key)
         self._parsed.pop(key, None)
+        self._hold.forget(key)
         self._metrics.forget_run(key)
 
     def take_over(self, key: RunKey) -> None:
@@ -155,6 +160,7 @@ class Reconciler:
         its Jobs listed, as after a restart."""
         self._unsure.add(key)
         self._parsed.pop(key, None)
+        self._hold.forget(key)
         self._cache.evict_jobs(key)
         self.enqueue(key)
 
@@ -202,6 +208,7 @@ class Reconciler:
             self._metrics.forget_run(key)
         self._unsure.clear()
         self._parsed.clear()
+        self._hold.clear()
         self._cache.clear()
 
     def resume(self) -> None:
@@ -310,6 +317,7 @@ class Reconciler:
         if is_settled(body):
             return await self._settled(key, body)
         run = self._parse(key, body)
+        base = self._hold.base(key, body)
         # Only a run not started reads its Workflow, and only a started one lists its Jobs
         # and pods: the order of API calls is the same either way round.
         workflow, workflow_problem = await self._resolve_workflow(run)
@@ -331,6 +339,7 @@ class Reconciler:
                     self._operator_account,
                     self._job_retention_policy,
                     self._output_budget,
+                    base,
                 )
             )
 
@@ -430,7 +439,12 @@ class Reconciler:
                 self._cache.put_run(stored)
                 annotations = (stored.get("metadata") or {}).get("annotations") or {}
                 run = replace(run, annotations=dict(annotations))
-        if decision.status_patch:
+        hold_until = self._hold.until(key, decision, now) if decision.status_patch else None
+        if not decision.status_patch:
+            self._hold.drop(key)  # whatever was held is what is stored
+        elif hold_until is not None:
+            self._hold.hold(key, body, result.status)
+        else:
             writing = time.perf_counter()
             self._status_writes.add(key)
             try:
@@ -444,11 +458,13 @@ class Reconciler:
                 if is_too_large(exc):
                     await self._oversized.fail_run(key, run, exc, now)
                     self._parsed.pop(key, None)
+                    self._hold.drop(key)
                     return Result()
                 raise
             finally:
                 self._status_writes.discard(key)
             self._cache.put_run(stored)
+            self._hold.written(key, now)
             # Back-pressure: the run pauses for twice as long as its write took before it
             # plans again, so its status writes hold the API server at most a third of the
             # time. Free on an idle server (a few ms); on a busy one, events merge into
@@ -473,4 +489,7 @@ class Reconciler:
             record_transitions(self._metrics, key, result.transitions)
         if any(self._jobs.failed_create(key, a.name) for a in creates):
             self.enqueue(key)  # let the planner see the Job that could not be created
-        return Result(requeue_at=result.requeue_at, cooldown_seconds=cooldown)
+        requeue_at = result.requeue_at
+        if hold_until is not None and (requeue_at is None or hold_until < requeue_at):
+            requeue_at = hold_until  # the held status is written then at the latest
+        return Result(requeue_at=requeue_at, cooldown_seconds=cooldown)

@@ -1,0 +1,99 @@
+"""Amortised status writes: a run's progress is written at most once per hold period.
+
+Every status write makes the API server decode, store and send the whole run to every
+watcher, and a chain wrote once per level. A pass whose only news is progress (nodes
+finishing and starting, Jobs created, Events) and that comes within the hold period of the
+run's last write keeps its status here instead of writing it; the next pass plans from the
+held status (so nothing it decided is decided again: no timestamp moves, no Event or
+metric repeats) and the run is due again when the period ends, so the write comes then at
+the latest, carrying everything held. What must be seen or recorded at once is written at
+once: a change of the run's phase, answers a rerun clears, Jobs deleted (a finished Job may
+go only once the status that records its result is stored), and every pass of a run whose
+Jobs are deleted by retention.
+
+Nothing is lost by holding: Jobs are created before the status that records them anyway,
+and the planner, finding them, asks for nothing twice (a crash while a status is held is
+the same as one between a Job's create and the status write). A held status is dropped
+when the stored status is no longer the one it was planned on (a write by someone else, a
+re-read after a failed pass): the next pass plans from the stored one again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from kdag.api import WorkflowRunStatus
+from kdag.engine.model import CreateJob, EmitEvent, JobRetentionPolicy
+from kdag.engine.rules.retention import retention_policy
+from kdag.operator.decision import Decision
+from kdag.operator.objects import RunKey
+
+# What a held pass may ask for besides the status: anything else is written at once.
+_HOLDABLE_ACTIONS = (CreateJob, EmitEvent)
+
+
+@dataclass(frozen=True)
+class _Held:
+    stored: Mapping[str, Any]  # the stored status the held one was planned on
+    status: WorkflowRunStatus
+
+
+class StatusHold:
+    """Which runs' statuses are held, and when each run last wrote its status."""
+
+    def __init__(self, seconds: float, job_retention_policy: JobRetentionPolicy) -> None:
+        self._period = timedelta(seconds=seconds)
+        self._job_retention_policy: JobRetentionPolicy = job_retention_policy
+        self._held: dict[RunKey, _Held] = {}
+        self._written_at: dict[RunKey, datetime] = {}
+
+    def base(self, key: RunKey, body: Mapping[str, Any]) -> WorkflowRunStatus | None:
+        """The status to plan from instead of the stored one, if one is held on it."""
+        held = self._held.get(key)
+        if held is None:
+            return None
+        stored = body.get("status") or {}
+        if held.stored is stored or held.stored == stored:
+            return held.status
+        del self._held[key]  # the stored status moved on: plan from it
+        return None
+
+    def until(self, key: RunKey, decision: Decision, now: datetime) -> datetime | None:
+        """When the pass's status must be written by, if it may be held; None: write now."""
+        written_at = self._written_at.get(key)
+        if written_at is None or self._period <= timedelta(0):
+            return None
+        due = written_at + self._period
+        stored, new = decision.run.status, decision.result.status
+        if (
+            now >= due
+            or stored is None
+            or new.phase != stored.phase
+            or not all(isinstance(a, _HOLDABLE_ACTIONS) for a in decision.result.actions)
+            or retention_policy(new, self._job_retention_policy) != "Retain"
+        ):
+            return None
+        return due
+
+    def hold(self, key: RunKey, body: Mapping[str, Any], status: WorkflowRunStatus) -> None:
+        self._held[key] = _Held(body.get("status") or {}, status)
+
+    def written(self, key: RunKey, now: datetime) -> None:
+        """The run's status was written (with whatever was held)."""
+        self._held.pop(key, None)
+        self._written_at[key] = now
+
+    def drop(self, key: RunKey) -> None:
+        """Plan the run from its stored status again (its write failed for good)."""
+        self._held.pop(key, None)
+
+    def forget(self, key: RunKey) -> None:
+        self._held.pop(key, None)
+        self._written_at.pop(key, None)
+
+    def clear(self) -> None:
+        self._held.clear()
+        self._written_at.clear()

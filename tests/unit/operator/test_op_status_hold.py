@@ -1,0 +1,127 @@
+"""Amortised status writes (`status_hold`): progress within the hold period after a run's
+last write is held, planned on, and written once when the period ends; a change of the
+run's phase, a cancel, a rerun and Job deletion by retention are written at once; a held
+status on a stored status that moved on is dropped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from conftest import T0, Harness, run_body, status_error
+
+CHAIN = [
+    {"name": "a"},
+    {"name": "b", "dependsOn": ["a"]},
+    {"name": "c", "dependsOn": ["b"]},
+    {"name": "d", "dependsOn": ["c"]},
+]
+
+
+def started(h: Harness, nodes: list[dict[str, Any]] | None = None) -> tuple[str, str]:
+    key = h.create_run(run_body(nodes=nodes or CHAIN))
+    h.reconcile(key)  # the run starts: a phase change, written at once
+    assert len(h.kube.status_patches) == 1
+    return key
+
+
+def finish(h: Harness, key: tuple[str, str], node: str, after: float) -> None:
+    h.clock.advance(after)
+    h.kube.finish_job("ns", h.job_of(key, node))
+    h.sync_from_api()
+    h.reconcile(key)
+
+
+def node_phases(h: Harness, key: tuple[str, str]) -> dict[str, str]:
+    return {name: node["phase"] for name, node in h.status(key)["nodes"].items()}
+
+
+def test_progress_within_the_hold_is_held_then_written_once_with_its_own_times() -> None:
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=0.5)
+    b_started = h.clock.now
+    finish(h, key, "b", after=0.5)
+    # The Jobs came at once; the status did not.
+    assert h.job_of(key, "c")
+    assert len(h.kube.status_patches) == 1
+    assert node_phases(h, key) == {"a": "Running", "b": "Pending", "c": "Pending", "d": "Pending"}
+    assert h.due[key] == T0 + timedelta(seconds=2)
+    h.clock.now = h.due[key]  # the run's timer: the held progress is written
+    h.sync_from_api()
+    h.reconcile(key)
+    assert len(h.kube.status_patches) == 2
+    assert node_phases(h, key) == {
+        "a": "Succeeded", "b": "Succeeded", "c": "Running", "d": "Pending"
+    }  # fmt: skip
+    # b's start is when the held pass started it, not when the status was written.
+    assert h.status(key)["nodes"]["b"]["startedAt"] == b_started.strftime("%Y-%m-%dT%H:%M:%SZ")
+    value = h.metrics.registry.get_sample_value
+    assert value("kdag_nodes_finished_total", {"phase": "Succeeded"}) == 2  # counted once
+    h.reconcile(key)  # nothing new: nothing written, nothing held
+    assert len(h.kube.status_patches) == 2
+
+
+def test_the_runs_end_is_written_at_once_with_what_was_held() -> None:
+    h = Harness(status_hold_seconds=2)
+    key = started(h, CHAIN[:2])
+    finish(h, key, "a", after=0.1)
+    assert len(h.kube.status_patches) == 1
+    finish(h, key, "b", after=0.1)
+    assert len(h.kube.status_patches) == 2
+    assert h.status(key)["phase"] == "Succeeded"
+    assert node_phases(h, key) == {"a": "Succeeded", "b": "Succeeded"}
+
+
+def test_a_cancel_is_written_at_once() -> None:
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=0.1)
+    h.kube.runs[key]["spec"]["cancel"] = True
+    h.kube.touch(key)
+    h.sync_from_api()
+    h.reconcile(key)
+    assert h.status(key)["phase"] == "Cancelled"
+    assert h.status(key)["nodes"]["a"]["phase"] == "Succeeded"  # the held progress too
+
+
+def test_runs_whose_jobs_retention_deletes_write_every_change() -> None:
+    h = Harness(status_hold_seconds=2, job_retention_policy="DeleteOnSuccess")
+    key = started(h)
+    finish(h, key, "a", after=0.1)
+    assert len(h.kube.status_patches) == 2
+    assert node_phases(h, key)["a"] == "Succeeded"
+
+
+def test_progress_after_a_quiet_period_is_written_at_once() -> None:
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=2.5)
+    assert len(h.kube.status_patches) == 2
+
+
+def test_a_failed_write_keeps_what_was_held_and_writes_it_on_the_retry() -> None:
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=0.5)
+    h.clock.advance(2)
+    h.kube.fail_next["patch_run_status"] = status_error(500, "InternalError")
+    h.reconcile_safely(key)
+    h.reconcile_safely(key)
+    assert node_phases(h, key) == {"a": "Succeeded", "b": "Running", "c": "Pending", "d": "Pending"}
+    value = h.metrics.registry.get_sample_value
+    assert value("kdag_nodes_finished_total", {"phase": "Succeeded"}) == 1
+
+
+def test_a_held_status_is_dropped_when_someone_else_writes_the_status() -> None:
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=0.5)
+    h.kube.runs[key]["status"]["nodes"]["d"]["message"] = "written by hand"
+    h.kube.touch(key)
+    h.sync_from_api()
+    h.clock.advance(2)
+    h.reconcile(key)  # planned from the stored status again: a's result is read anew
+    assert node_phases(h, key) == {"a": "Succeeded", "b": "Running", "c": "Pending", "d": "Pending"}
+    assert h.status(key)["nodes"]["d"]["message"] == "written by hand"  # not laid over
+    assert len([j for j in h.kube.jobs if "-b-" in j[1]]) == 1  # b's Job was not made twice
