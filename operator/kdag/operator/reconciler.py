@@ -443,7 +443,7 @@ class Reconciler:
         if not decision.status_patch:
             self._hold.drop(key)  # whatever was held is what is stored
         elif hold_until is not None:
-            self._hold.hold(key, body, result.status)
+            self._hold.hold(key, body, result.status, now)
         else:
             writing = time.perf_counter()
             self._status_writes.add(key)

@@ -5,8 +5,10 @@ watcher, and a chain wrote once per level. A pass whose only news is progress (n
 finishing and starting, Jobs created, Events) and that comes within the hold period of the
 run's last write keeps its status here instead of writing it; the next pass plans from the
 held status (so nothing it decided is decided again: no timestamp moves, no Event or
-metric repeats) and the run is due again when the period ends, so the write comes then at
-the latest, carrying everything held. What must be seen or recorded at once is written at
+metric repeats). The first pass after the period writes everything held; a run with no
+pass coming is due again one period after it began to hold, so nothing waits longer than
+that. In a busy run the write is made by a pass that has news anyway (a finished node,
+whose dependents' Jobs it creates first), not by an extra pass on a timer. What must be seen or recorded at once is written at
 once: a change of the run's phase, answers a rerun clears, Jobs deleted (a finished Job may
 go only once the status that records its result is stored), and every pass of a run whose
 Jobs are deleted by retention.
@@ -39,6 +41,7 @@ _HOLDABLE_ACTIONS = (CreateJob, EmitEvent)
 class _Held:
     stored: Mapping[str, Any]  # the stored status the held one was planned on
     status: WorkflowRunStatus
+    since: datetime  # when the run began to hold: it writes one period later at the latest
 
 
 class StatusHold:
@@ -66,20 +69,24 @@ class StatusHold:
         written_at = self._written_at.get(key)
         if written_at is None or self._period <= timedelta(0):
             return None
-        due = written_at + self._period
         stored, new = decision.run.status, decision.result.status
         if (
-            now >= due
+            now >= written_at + self._period
             or stored is None
             or new.phase != stored.phase
             or not all(isinstance(a, _HOLDABLE_ACTIONS) for a in decision.result.actions)
             or retention_policy(new, self._job_retention_policy) != "Retain"
         ):
             return None
-        return due
+        held = self._held.get(key)
+        return (held.since if held is not None else now) + self._period
 
-    def hold(self, key: RunKey, body: Mapping[str, Any], status: WorkflowRunStatus) -> None:
-        self._held[key] = _Held(body.get("status") or {}, status)
+    def hold(
+        self, key: RunKey, body: Mapping[str, Any], status: WorkflowRunStatus, now: datetime
+    ) -> None:
+        held = self._held.get(key)
+        since = held.since if held is not None else now
+        self._held[key] = _Held(body.get("status") or {}, status, since)
 
     def written(self, key: RunKey, now: datetime) -> None:
         """The run's status was written (with whatever was held)."""

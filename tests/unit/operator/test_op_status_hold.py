@@ -1,5 +1,6 @@
 """Amortised status writes (`status_hold`): progress within the hold period after a run's
-last write is held, planned on, and written once when the period ends; a change of the
+last write is held, planned on, and written by the first pass after the period (or one
+period after the hold began, on the run's timer); a change of the
 run's phase, a cancel, a rerun and Job deletion by retention are written at once; a held
 status on a stored status that moved on is dropped."""
 
@@ -46,7 +47,8 @@ def test_progress_within_the_hold_is_held_then_written_once_with_its_own_times()
     assert h.job_of(key, "c")
     assert len(h.kube.status_patches) == 1
     assert node_phases(h, key) == {"a": "Running", "b": "Pending", "c": "Pending", "d": "Pending"}
-    assert h.due[key] == T0 + timedelta(seconds=2)
+    # Due one period after the run began to hold (a's end), whatever came since.
+    assert h.due[key] == T0 + timedelta(seconds=0.5 + 2)
     h.clock.now = h.due[key]  # the run's timer: the held progress is written
     h.sync_from_api()
     h.reconcile(key)
@@ -60,6 +62,21 @@ def test_progress_within_the_hold_is_held_then_written_once_with_its_own_times()
     assert value("kdag_nodes_finished_total", {"phase": "Succeeded"}) == 2  # counted once
     h.reconcile(key)  # nothing new: nothing written, nothing held
     assert len(h.kube.status_patches) == 2
+
+
+def test_the_first_pass_after_the_period_writes_without_waiting_for_the_timer() -> None:
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=0.5)  # held: due at 2.5 s
+    finish(h, key, "b", after=1.6)  # 2.1 s after the last write
+    assert len(h.kube.status_patches) == 2
+    assert node_phases(h, key) == {
+        "a": "Succeeded",
+        "b": "Succeeded",
+        "c": "Running",
+        "d": "Pending",
+    }
+    assert h.due.get(key) is None  # nothing held, no timer
 
 
 def test_the_runs_end_is_written_at_once_with_what_was_held() -> None:
