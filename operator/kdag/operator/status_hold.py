@@ -8,10 +8,11 @@ held status (so nothing it decided is decided again: no timestamp moves, no Even
 metric repeats). The first pass after the period writes everything held; a run with no
 pass coming is due again one period after it began to hold, so nothing waits longer than
 that. In a busy run the write is made by a pass that has news anyway (a finished node,
-whose dependents' Jobs it creates first), not by an extra pass on a timer. What must be seen or recorded at once is written at
-once: a change of the run's phase, answers a rerun clears, Jobs deleted (a finished Job may
-go only once the status that records its result is stored), and every pass of a run whose
-Jobs are deleted by retention.
+whose dependents' Jobs it creates first), not by an extra pass on a timer.
+
+What must be seen or recorded at once is written at once: a change of the run's phase,
+answers a rerun clears, Jobs deleted (a finished Job may go only once the status that
+records its result is stored), and every pass of a run whose Jobs are deleted by retention.
 
 Nothing is lost by holding: Jobs are created before the status that records them anyway,
 and the planner, finding them, asks for nothing twice (a crash while a status is held is
