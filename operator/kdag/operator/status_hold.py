@@ -10,7 +10,9 @@ pass coming is due again one period after it began to hold, so nothing waits lon
 that. In a busy run the write is made by a pass that has news anyway (a finished node,
 whose dependents' Jobs it creates first), not by an extra pass on a timer.
 
-What must be seen or recorded at once is written at once: a change of the run's phase,
+What must be seen or recorded at once is written at once: a change of the run's phase, a
+node that needs attention (it failed, timed out, is retrying, queued on a full quota, waits
+for approval or was cancelled: only Pending, Running, Succeeded and Skipped are progress),
 answers a rerun clears, Jobs deleted (a finished Job may go only once the status that
 records its result is stored), and every pass of a run whose Jobs are deleted by retention.
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from kdag.api import WorkflowRunStatus
+from kdag.api import NodePhase, WorkflowRunStatus
 from kdag.engine.model import CreateJob, EmitEvent, JobRetentionPolicy
 from kdag.engine.rules.retention import retention_policy
 from kdag.operator.decision import Decision
@@ -36,6 +38,12 @@ from kdag.operator.objects import RunKey
 
 # What a held pass may ask for besides the status: anything else is written at once.
 _HOLDABLE_ACTIONS = (CreateJob, EmitEvent)
+# Node phases that are progress; a node reaching any other is written at once. A state
+# shorter than the hold may otherwise never be seen (a 1 s backoff), and these are the ones
+# a user waits for or acts on.
+_PROGRESS = frozenset(
+    {NodePhase.PENDING, NodePhase.RUNNING, NodePhase.SUCCEEDED, NodePhase.SKIPPED}
+)
 
 
 @dataclass(frozen=True)
@@ -71,10 +79,13 @@ class StatusHold:
         if written_at is None or self._period <= timedelta(0):
             return None
         stored, new = decision.run.status, decision.result.status
+        transitions = decision.result.transitions
+        changed = transitions.nodes if transitions is not None else ()
         if (
             now >= written_at + self._period
             or stored is None
             or new.phase != stored.phase
+            or any(node.phase not in _PROGRESS for node in changed)
             or not all(isinstance(a, _HOLDABLE_ACTIONS) for a in decision.result.actions)
             or retention_policy(new, self._job_retention_policy) != "Retain"
         ):

@@ -142,3 +142,16 @@ def test_a_held_status_is_dropped_when_someone_else_writes_the_status() -> None:
     assert node_phases(h, key) == {"a": "Succeeded", "b": "Running", "c": "Pending", "d": "Pending"}
     assert h.status(key)["nodes"]["d"]["message"] == "written by hand"  # not laid over
     assert len([j for j in h.kube.jobs if "-b-" in j[1]]) == 1  # b's Job was not made twice
+
+
+def test_a_node_that_needs_attention_is_written_at_once_even_within_the_hold() -> None:
+    """A retry's backoff may be shorter than the hold: held, Retrying would never be seen."""
+    h = Harness(status_hold_seconds=2)
+    retry = {"limit": 2, "backoffSeconds": 1}
+    key = started(h, [{"name": "a", "retry": retry}, {"name": "b", "dependsOn": ["a"]}])
+    h.clock.advance(0.5)
+    h.kube.finish_job("ns", h.job_of(key, "a"), ok=False, exit_code=1)
+    h.sync_from_api()
+    h.reconcile(key)
+    assert len(h.kube.status_patches) == 2
+    assert h.status(key)["nodes"]["a"]["phase"] == "Retrying"
