@@ -20,7 +20,9 @@ Nothing is lost by holding: Jobs are created before the status that records them
 and the planner, finding them, asks for nothing twice (a crash while a status is held is
 the same as one between a Job's create and the status write). A held status is dropped
 when the stored status is no longer the one it was planned on (a write by someone else, a
-re-read after a failed pass): the next pass plans from the stored one again.
+re-read after a failed pass): the next pass plans from the stored one again. Then, and after
+a crash, what was held is decided once more from the Jobs, so its node Events and metrics
+may count twice; its timestamps are those of the pass that decides it again.
 """
 
 from __future__ import annotations
