@@ -108,7 +108,8 @@ class StatusHold:
         self._written_at[key] = now
 
     def drop(self, key: RunKey) -> None:
-        """Plan the run from its stored status again (its write failed for good)."""
+        """Plan the run from its stored status again: nothing is left to write (the pass
+        changed nothing the store lacks), or the write failed for good (too large)."""
         self._held.pop(key, None)
 
     def forget(self, key: RunKey) -> None:
