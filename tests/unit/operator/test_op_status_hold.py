@@ -155,3 +155,16 @@ def test_a_node_that_needs_attention_is_written_at_once_even_within_the_hold() -
     h.reconcile(key)
     assert len(h.kube.status_patches) == 2
     assert h.status(key)["nodes"]["a"]["phase"] == "Retrying"
+
+
+def test_a_run_taken_over_forgets_its_hold_and_writes_what_it_plans_from_the_store() -> None:
+    """Shards: a replica that lost and regained a run must not lay an old hold over what
+    the other owner may have written meanwhile."""
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=0.5)  # held: a Succeeded, b's Job made
+    h.reconciler.take_over(key)
+    h.reconcile(key)  # read again, planned from the stored status, written at once
+    assert len(h.kube.status_patches) == 2
+    assert node_phases(h, key) == {"a": "Succeeded", "b": "Running", "c": "Pending", "d": "Pending"}
+    assert len([j for j in h.kube.jobs if "-b-" in j[1]]) == 1
