@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from kdag.api import (
@@ -18,14 +17,26 @@ from kdag.api.base import SpecModel
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Dicts merge key by key; any other value in `override` replaces the one in `base`."""
-    merged = copy.deepcopy(base)
+    """Dicts merge key by key; any other value in `override` replaces the one in `base`.
+    The result shares no dict or list with either (a Job's manifest is built on it)."""
+    merged: dict[str, Any] = json_copy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = json_copy(value)
     return merged
+
+
+def json_copy(value: Any) -> Any:
+    """A copy of a JSON value's dicts and lists (its strings, numbers and None are
+    immutable): what `copy.deepcopy` gives for JSON, without its memo, several times faster
+    (it ran once per Job created)."""
+    if isinstance(value, dict):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return value
 
 
 def _merge_env(base: list[EnvVar] | None, own: list[EnvVar] | None) -> list[EnvVar] | None:

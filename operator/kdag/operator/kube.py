@@ -24,6 +24,7 @@ import yarl
 from kubernetes.client.rest import is_socks_proxy_url, should_bypass_proxies
 
 from kdag.api import GROUP, RUNS, VERSION, WORKFLOWS
+from kdag.operator.json_decoding import loads
 from kdag.operator.objects import resource_version
 
 logger = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ class KubeClient:
             return None
         if status >= 300:
             raise KubeError(status, _status_reason(status), data.decode(errors="replace"))
-        return json.loads(data) if data else {}
+        return loads(data) if data else {}
 
     # -- who we are
 

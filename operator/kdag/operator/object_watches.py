@@ -30,6 +30,7 @@ from kopf._cogs.clients.watching import Bookmark, infinite_watch
 from kopf._cogs.structs.references import Insights, Namespace
 
 from kdag.operator.backoff import Backoff
+from kdag.operator.json_decoding import decode_kopf_streams
 from kdag.operator.peering import PauseState
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def kopf_stream(
     a watch error event) is logged and the stream starts again after a backoff, never
     ending the operator nor retrying in a tight loop.
     """
+    decode_kopf_streams()
 
     async def stream(kind: WatchedKind, namespace: Namespace) -> None:
         loop = asyncio.get_running_loop()

@@ -4,7 +4,7 @@ following it to its end, and backing off while the API server refuses Jobs for n
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 
 from kdag.api import NodePhase, NodeStatus
@@ -84,17 +84,20 @@ def decided(job: JobObservation) -> JobObservation:
     )
 
 
-def _without_job_own_fields(job: JobObservation) -> JobObservation:
-    """The observation without what the Job controller alone writes on a Job: once its pod
-    has decided the attempt, the planner has already acted on everything else."""
-    return replace(
-        job,
-        state=JobState.ACTIVE,
-        reason=None,
-        message=None,
-        started_at=None,
-        finished_at=None,
-        seen_at=None,
+_STARTED_AT = frozenset({"started_at"})  # the planner never reads when an active Job started
+# What only the Job controller writes on a Job: once its pod has decided the attempt, the
+# planner has already acted on everything else.
+_JOB_OWN_FIELDS = frozenset({"state", "reason", "message", "started_at", "finished_at", "seen_at"})
+_OBSERVATION_FIELDS = tuple(f.name for f in fields(JobObservation))
+
+
+def _same_but(before: JobObservation, after: JobObservation, ignored: frozenset[str]) -> bool:
+    """Whether the observations agree on every field but the ignored ones (compared in
+    place: this runs on every Job event, and copying them was a measurable cost)."""
+    return all(
+        getattr(before, name) == getattr(after, name)
+        for name in _OBSERVATION_FIELDS
+        if name not in ignored
     )
 
 
@@ -114,11 +117,11 @@ def job_change_matters(
         before.state is JobState.ACTIVE
         and before.pod_state is not None
         and after.state is before.pod_state
-        and _without_job_own_fields(before) == _without_job_own_fields(after)
+        and _same_but(before, after, _JOB_OWN_FIELDS)
     )
     if caught_up:
         return deletes_finished_jobs
-    return replace(before, started_at=None) != replace(after, started_at=None)
+    return not _same_but(before, after, _STARTED_AT)
 
 
 def schedule(state: PassState) -> None:
