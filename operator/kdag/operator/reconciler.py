@@ -26,7 +26,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from kdag.api import WorkflowSpec
+from kdag.api import WorkflowRunStatus, WorkflowSpec
 from kdag.engine.model import (
     DEFAULT_OUTPUT_BUDGET,
     CreateJob,
@@ -54,7 +54,7 @@ from kdag.operator.runs import (
     parse_run,
     workflow_from_object,
 )
-from kdag.operator.status_hold import StatusHold
+from kdag.operator.status_hold import Held, StatusHold
 from kdag.operator.transitions import record_transitions
 from kdag.operator.workqueue import Result, WorkQueue
 
@@ -138,12 +138,16 @@ class Reconciler:
         self._parsed: dict[RunKey, tuple[str, ParsedRun]] = {}
         self._status_writes: set[RunKey] = set()
         self._hold = StatusHold(status_hold_seconds, job_retention_policy)
+        # How often each run was woken (an event, a resync): a held status is written as it
+        # is only while nothing woke the run since the pass that held it.
+        self._wakes: dict[RunKey, int] = {}
 
     # ------------------------------------------------------------ queue
 
     def enqueue(self, key: RunKey) -> None:
         """Reconcile the run soon; merged with any pass already waiting or running."""
         if self._owns(key):  # another shard's run: its owner plans it
+            self._wakes[key] = self._wakes.get(key, 0) + 1
             self._queue.add(key)  # dropped while paused: resuming plans every run afresh
 
     def forget(self, key: RunKey) -> None:
@@ -152,6 +156,7 @@ class Reconciler:
         self._unsure.discard(key)
         self._parsed.pop(key, None)
         self._hold.forget(key)
+        self._wakes.pop(key, None)
         self._metrics.forget_run(key)
 
     def take_over(self, key: RunKey) -> None:
@@ -306,7 +311,9 @@ class Reconciler:
         run is due again (the plan's next due time or its TTL) and how long it rests."""
         if not self._owns(key):
             return Result()  # another shard's (lost since it was queued): no timer either
-        if key in self._unsure:
+        wakes = self._wakes.get(key, 0)  # before anything is observed: later wakes count
+        unsure = key in self._unsure
+        if unsure:
             await self._reread_run(key)
         body = self._cache.run(key)
         if body is None:
@@ -317,6 +324,9 @@ class Reconciler:
         if is_settled(body):
             return await self._settled(key, body)
         run = self._parse(key, body)
+        held = None if unsure else self._hold.to_write_as_is(key, body, self._clock(), wakes)
+        if held is not None:
+            return await self._write_held(key, body, run, held)
         base = self._hold.base(key, body)
         # Only a run not started reads its Workflow, and only a started one lists its Jobs
         # and pods: the order of API calls is the same either way round.
@@ -346,7 +356,7 @@ class Reconciler:
         decision = await planning({})
         planned = time.perf_counter()
         decision = await self._jobs.apply_plan(key, decision, planning)
-        result = await self._apply(key, body, decision, now)
+        result = await self._apply(key, body, decision, now, wakes)
         self._follow_user_writes(key, body)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -422,8 +432,71 @@ class Reconciler:
 
     # ------------------------------------------------------------ applying
 
+    async def _write_held(
+        self, key: RunKey, body: Mapping[str, Any], run: ParsedRun, held: Held
+    ) -> Result:
+        """Write a held status as it was planned: its Jobs, Events and metrics are done."""
+        now = self._clock()
+        written = await self._write_status(key, body, body, run, held.status, held.patch, now)
+        if written is None:
+            return Result()
+        self._follow_user_writes(key, body)
+        return Result(requeue_at=held.due, cooldown_seconds=written[1])
+
+    async def _write_status(
+        self,
+        key: RunKey,
+        body: Mapping[str, Any],
+        stored: Mapping[str, Any],
+        run: ParsedRun,
+        status: WorkflowRunStatus,
+        patch: dict[str, Any],
+        now: datetime,
+    ) -> tuple[Mapping[str, Any], float] | None:
+        """Write the status patch (planned from `body`; `stored` is the run as it is now);
+        the run as stored and how long the run rests, or None when the pass ends here (the
+        run is gone, or its status too large: the run has failed)."""
+        writing = time.perf_counter()
+        self._status_writes.add(key)
+        try:
+            sent: dict[str, Any] = {"status": patch}
+            if self._versioned_writes:
+                sent["metadata"] = self._planned_from(stored)
+            stored = await self._kube.patch_run_status(run.namespace, run.name, sent)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None  # deleted meanwhile; the watch's DELETED event cleans up
+            if is_too_large(exc):
+                await self._oversized.fail_run(key, run, exc, now)
+                self._parsed.pop(key, None)
+                self._hold.drop(key)
+                return None
+            raise
+        finally:
+            self._status_writes.discard(key)
+        self._cache.put_run(stored)
+        self._hold.written(key, now)
+        # Back-pressure: the run pauses for twice as long as its write took before it
+        # plans again, so its status writes hold the API server at most a third of the
+        # time. Free on an idle server (a few ms); on a busy one, events merge into
+        # fewer, larger writes, and a 5,000-node run (whose every write makes the server
+        # decode, store and send the whole object to every watcher, which the write's
+        # own time does not show) leaves room for the Jobs: pausing only as long as the
+        # write, the fan-out wrote 56 times instead of 31 and took 183 s instead of 162
+        # (docs/benchmarks.md).
+        cooldown = 2 * (time.perf_counter() - writing)
+        # The new status, already parsed, for the next pass (the planner never changes
+        # the status it is given, so sharing it is safe). The spec and annotations are
+        # reused only when the server's answer carries the ones this pass planned from:
+        # a user's write that landed meanwhile is in the answer, and must be read.
+        if user_inputs(stored) == user_inputs(body):
+            self._parsed[key] = (resource_version(stored), replace(run, status=status))
+        else:
+            self._parsed.pop(key, None)
+        return stored, cooldown
+
     async def _apply(
-        self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime
+        self, key: RunKey, body: Mapping[str, Any], decision: Decision, now: datetime, wakes: int
     ) -> Result:
         run, result = decision.run, decision.result
         cooldown = 0.0
@@ -443,45 +516,14 @@ class Reconciler:
         if not decision.status_patch:
             self._hold.drop(key)  # whatever was held is what is stored
         elif hold_until is not None:
-            self._hold.hold(key, body, result.status, now)
+            self._hold.hold(key, body, decision, now, wakes)
         else:
-            writing = time.perf_counter()
-            self._status_writes.add(key)
-            try:
-                written: dict[str, Any] = {"status": decision.status_patch}
-                if self._versioned_writes:
-                    written["metadata"] = self._planned_from(stored)
-                stored = await self._kube.patch_run_status(run.namespace, run.name, written)
-            except KubeError as exc:
-                if exc.status == 404:
-                    return Result()  # deleted meanwhile; the watch's DELETED event cleans up
-                if is_too_large(exc):
-                    await self._oversized.fail_run(key, run, exc, now)
-                    self._parsed.pop(key, None)
-                    self._hold.drop(key)
-                    return Result()
-                raise
-            finally:
-                self._status_writes.discard(key)
-            self._cache.put_run(stored)
-            self._hold.written(key, now)
-            # Back-pressure: the run pauses for twice as long as its write took before it
-            # plans again, so its status writes hold the API server at most a third of the
-            # time. Free on an idle server (a few ms); on a busy one, events merge into
-            # fewer, larger writes, and a 5,000-node run (whose every write makes the server
-            # decode, store and send the whole object to every watcher, which the write's
-            # own time does not show) leaves room for the Jobs: pausing only as long as the
-            # write, the fan-out wrote 56 times instead of 31 and took 183 s instead of 162
-            # (docs/benchmarks.md).
-            cooldown = 2 * (time.perf_counter() - writing)
-            # The new status, already parsed, for the next pass (the planner never changes
-            # the status it is given, so sharing it is safe). The spec and annotations are
-            # reused only when the server's answer carries the ones this pass planned from:
-            # a user's write that landed meanwhile is in the answer, and must be read.
-            if user_inputs(stored) == user_inputs(body):
-                self._parsed[key] = (resource_version(stored), replace(run, status=result.status))
-            else:
-                self._parsed.pop(key, None)
+            written = await self._write_status(
+                key, body, stored, run, result.status, decision.status_patch, now
+            )
+            if written is None:
+                return Result()
+            stored, cooldown = written
         for action in result.actions:
             if isinstance(action, EmitEvent):
                 self._events.post(stored, action, now)

@@ -17,9 +17,9 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 
     Keys missing from `new` become null (delete); nested objects are diffed key by key;
     lists and scalars that differ are replaced whole (merge patches cannot edit lists).
-    Scalars compare as JSON values (`same_json`); whole objects that Python finds equal are
-    taken as unchanged (where that differs, true vs 1 inside an object, the schema's types
-    already rule it out).
+    Scalars compare as JSON values (`same_json`); whole objects and lists that Python finds
+    equal are taken as unchanged (where that differs, true vs 1 inside one, the schema's
+    types already rule it out).
     """
     patch: dict[str, Any] = {}
     for key, value in new.items():
@@ -35,6 +35,8 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
             nested = merge_patch(before, value)
             if nested:
                 patch[key] = nested
+        elif isinstance(value, list) and isinstance(before, list) and value == before:
+            continue  # compared in C, as objects are (conditions, on every pass)
         elif not same_json(value, before):
             patch[key] = value
     for key in old:

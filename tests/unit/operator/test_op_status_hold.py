@@ -11,6 +11,8 @@ from typing import Any
 
 from conftest import T0, Harness, run_body, status_error
 
+from kdag.operator import reconciler as reconciler_module
+
 CHAIN = [
     {"name": "a"},
     {"name": "b", "dependsOn": ["a"]},
@@ -168,3 +170,71 @@ def test_a_run_taken_over_forgets_its_hold_and_writes_what_it_plans_from_the_sto
     assert len(h.kube.status_patches) == 2
     assert node_phases(h, key) == {"a": "Succeeded", "b": "Running", "c": "Pending", "d": "Pending"}
     assert len([j for j in h.kube.jobs if "-b-" in j[1]]) == 1
+
+
+def planning_passes(monkeypatch: Any) -> list[int]:
+    """Counts the passes that plan (the others only write what was held)."""
+    planned: list[int] = []
+    real = reconciler_module.decide
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        planned.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reconciler_module, "decide", counting)
+    return planned
+
+
+def test_a_quiet_runs_timer_writes_what_was_held_without_planning_again(
+    monkeypatch: Any,
+) -> None:
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=0.5)  # held: a Succeeded, b Running
+    planned = planning_passes(monkeypatch)
+    h.clock.now = h.due[key]  # nothing woke the run since
+    h.reconcile(key)
+    assert planned == []
+    assert len(h.kube.status_patches) == 2
+    assert node_phases(h, key) == {"a": "Succeeded", "b": "Running", "c": "Pending", "d": "Pending"}
+    assert h.due.get(key) is None  # the plan wanted no timer, and nothing is held
+    h.reconcile(key)  # planned from what was written: nothing new
+    assert planned == [1]
+    assert len(h.kube.status_patches) == 2
+
+
+def test_a_run_woken_since_its_status_was_held_is_planned_before_it_writes(
+    monkeypatch: Any,
+) -> None:
+    """A Job event that came after the pass that held (or during it) is news that the held
+    status lacks: written as it is, the run would wait for a wake that never comes."""
+    h = Harness(status_hold_seconds=2)
+    key = started(h)
+    finish(h, key, "a", after=0.5)  # held: b Running
+    h.clock.advance(1)
+    h.kube.finish_job("ns", h.job_of(key, "b"))
+    h.sync_from_api()
+    h.reconciler.enqueue(key)  # what the Job's watch handler does
+    planned = planning_passes(monkeypatch)
+    h.clock.now = T0 + timedelta(seconds=2.5)  # the hold's timer comes first
+    h.reconcile(key)
+    assert planned == [1]
+    assert node_phases(h, key) == {
+        "a": "Succeeded", "b": "Succeeded", "c": "Running", "d": "Pending"
+    }  # fmt: skip
+
+
+def test_a_held_status_is_planned_again_when_what_its_plan_waits_for_is_due(
+    monkeypatch: Any,
+) -> None:
+    """A pass that comes late (a busy operator) after the run's deadline plans the timeout
+    instead of writing the held progress first."""
+    h = Harness(status_hold_seconds=2)
+    key = h.create_run(run_body(nodes=CHAIN, timeoutSeconds=3))
+    h.reconcile(key)
+    finish(h, key, "a", after=0.5)  # held; the run's deadline is at 3 s
+    planned = planning_passes(monkeypatch)
+    h.clock.now = T0 + timedelta(seconds=3.5)
+    h.reconcile(key)
+    assert planned == [1]
+    assert h.status(key)["phase"] == "TimedOut"
