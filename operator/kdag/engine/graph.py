@@ -13,11 +13,16 @@ from kdag.engine.problems import Problem
 
 @dataclass(frozen=True)
 class WorkflowGraph:
-    """Dependency graphs of the main nodes and of the `finally` nodes, edges dep -> node."""
+    """Dependency graphs of the main nodes and of the `finally` nodes, edges dep -> node,
+    and the lookups every planning pass needs (built once per workflow, never changed)."""
 
     main: nx.DiGraph
     final: nx.DiGraph
     order: tuple[str, ...]  # main then finally, topological, ties broken by declaration
+    position: dict[str, int]  # each node's place in `order`
+    specs: dict[str, NodeSpec]  # each node by name
+    final_names: frozenset[str]
+    main_names: tuple[str, ...]  # the main nodes, in `order`
 
     def ancestor_sets(self) -> dict[str, frozenset[str]]:
         """Every node's ancestors, found in one walk in topological order (a search per node
@@ -105,7 +110,16 @@ def build_graph(workflow: WorkflowSpec) -> WorkflowGraph:
         *nx.lexicographical_topological_sort(main, key=lambda n: position[n]),
         *nx.lexicographical_topological_sort(final, key=lambda n: position[n]),
     ]
-    return WorkflowGraph(main=main, final=final, order=tuple(order))
+    final_names = frozenset(n.name for n in workflow.finally_nodes)
+    return WorkflowGraph(
+        main=main,
+        final=final,
+        order=tuple(order),
+        position={name: i for i, name in enumerate(order)},
+        specs={n.name: n for n in workflow.all_nodes},
+        final_names=final_names,
+        main_names=tuple(name for name in order if name not in final_names),
+    )
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,8 +39,8 @@ class PassState:
     # Declaration (topological) position per template: the stable start order.
     position: dict[str, int]
     specs: dict[str, NodeSpec]
-    final_names: set[str]
-    main_names: list[str]
+    final_names: frozenset[str]
+    main_names: tuple[str, ...]
 
     def __init__(
         self, ctx: RunContext, status: WorkflowRunStatus, observed: Observed, now: datetime
@@ -93,10 +93,11 @@ class PassState:
         """Take the run's workflow snapshot and what is derived from it."""
         self.workflow = workflow
         self.graph = graph_of(workflow)
-        self.position = {name: i for i, name in enumerate(self.graph.order)}
-        self.specs = {n.name: n for n in workflow.all_nodes}
-        self.final_names = {n.name for n in workflow.finally_nodes}
-        self.main_names = [name for name in self.graph.order if name not in self.final_names]
+        # Shared with every pass over the same snapshot: read, never changed.
+        self.position = self.graph.position
+        self.specs = self.graph.specs
+        self.final_names = self.graph.final_names
+        self.main_names = self.graph.main_names
 
     # ----------------------------------------------------------------- phase changes
 
@@ -167,7 +168,9 @@ class PassState:
     def keys_by_template(self) -> dict[str, list[str]]:
         by_template: dict[str, list[str]] = {name: [] for name in self.graph.order}
         for key in self.nodes:
-            by_template.setdefault(template_of(key), []).append(key)
+            # Most keys are a node's own name: no call to find it (every pass, every node).
+            template = template_of(key) if "[" in key else key
+            by_template.setdefault(template, []).append(key)
         for keys in by_template.values():
             if len(keys) > 1:  # a fan-out's instances, in item order
                 keys.sort(key=lambda k: self.nodes[k].index or 0)

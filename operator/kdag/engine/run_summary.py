@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from kdag.api import Condition, NodePhase, NodeStatus, RunPhase
@@ -45,7 +46,7 @@ class Summary:
 def summarize(
     nodes: Mapping[str, NodeStatus],
     *,
-    final_names: set[str],
+    final_names: AbstractSet[str],
     ending: RunPhase | None,
     suspended: bool,
     timeout_seconds: int | None,
@@ -84,7 +85,7 @@ def _final_message(
     nodes: Mapping[str, NodeStatus],
     ending: RunPhase,
     counts: dict[NodePhase, int],
-    final_names: set[str],
+    final_names: AbstractSet[str],
     timeout_seconds: int | None,
 ) -> str:
     summary = ", ".join(f"{n} {phase.lower()}" for phase, n in sorted(counts.items()))

@@ -129,8 +129,13 @@ def schedule(state: PassState) -> None:
     if stop.suspended(state):
         return
     limit = state.workflow.parallelism or math.inf
-    active = sum(1 for ns in state.nodes.values() if ns.phase is NodePhase.RUNNING)
-    queued = [k for k, ns in state.nodes.items() if ns.phase is NodePhase.QUEUED]
+    active = 0
+    queued = []
+    for k, ns in state.nodes.items():  # one walk: it runs on every pass over every node
+        if ns.phase is NodePhase.RUNNING:
+            active += 1
+        elif ns.phase is NodePhase.QUEUED:
+            queued.append(k)
     queued.sort(key=lambda k: (state.position[template_of(k)], state.nodes[k].index or 0))
     for key in queued:
         if active >= limit:

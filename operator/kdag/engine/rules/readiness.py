@@ -23,6 +23,9 @@ class Dependencies:
     ready_since: datetime | None = None  # when the last of them was seen done
 
 
+_WAITING = Dependencies("waiting")  # the common answer, made once
+
+
 def dependency_state(state: PassState, name: str) -> Dependencies:
     """Whether the template `name` is ready, waiting or blocked (and by which node)."""
     waiting = False
@@ -41,7 +44,7 @@ def dependency_state(state: PassState, name: str) -> Dependencies:
             if seen is not None and (last_done is None or seen > last_done):
                 last_done = seen
     if waiting:
-        return Dependencies("waiting")
+        return _WAITING
     ready_since = min(last_done, state.now) if last_done is not None else state.now
     return Dependencies("ready", ready_since=ready_since)
 
