@@ -6,6 +6,7 @@ status on a stored status that moved on is dropped."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -238,3 +239,19 @@ def test_a_held_status_is_planned_again_when_what_its_plan_waits_for_is_due(
     h.reconcile(key)
     assert planned == [1]
     assert h.status(key)["phase"] == "TimedOut"
+
+
+def test_a_held_pass_rests_as_long_as_the_runs_last_write_made_it_rest() -> None:
+    """Holding must not make a big run plan more often than writing did: the rest after a
+    write merges the events that come meanwhile into one pass."""
+    h = Harness(status_hold_seconds=2)
+    # A write long enough that the pass's own milliseconds cannot make up the difference
+    # between once and twice its time.
+    h.kube.patch_seconds = 0.2
+    key = started(h)
+    h.clock.advance(0.5)
+    h.kube.finish_job("ns", h.job_of(key, "a"))
+    h.sync_from_api()
+    result = asyncio.run(h.reconciler.reconcile(key))
+    assert len(h.kube.status_patches) == 1  # held
+    assert result.cooldown_seconds >= 2 * 0.2
