@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import networkx as nx
@@ -19,8 +20,8 @@ class WorkflowGraph:
     main: nx.DiGraph
     final: nx.DiGraph
     order: tuple[str, ...]  # main then finally, topological, ties broken by declaration
-    position: dict[str, int]  # each node's place in `order`
-    specs: dict[str, NodeSpec]  # each node by name
+    position: Mapping[str, int]  # each node's place in `order`
+    specs: Mapping[str, NodeSpec]  # each node by name
     final_names: frozenset[str]
     main_names: tuple[str, ...]  # the main nodes, in `order`
 

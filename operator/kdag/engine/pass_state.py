@@ -9,6 +9,7 @@ read, and thousands of starts in one pass share one set of views.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -37,8 +38,8 @@ class PassState:
     workflow: WorkflowSpec
     graph: WorkflowGraph
     # Declaration (topological) position per template: the stable start order.
-    position: dict[str, int]
-    specs: dict[str, NodeSpec]
+    position: Mapping[str, int]
+    specs: Mapping[str, NodeSpec]
     final_names: frozenset[str]
     main_names: tuple[str, ...]
 
