@@ -155,6 +155,7 @@ build_helm() {
   local dir="${SRC_DIR}/helm-${HELM_VERSION}" commit client_go major minor
   wrapper_module "$dir" helm.sh/helm/v3 "${HELM_VERSION}"
   (cd "$dir" && go get "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}")
+  # Empty when the module proxy records no origin (not every proxy does).
   commit=$(cd "$dir" && go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" |
     sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p')
   client_go=$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/client-go) # v0.34.2

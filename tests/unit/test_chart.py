@@ -1148,8 +1148,10 @@ def test_the_cached_helm_renders_the_chart_without_kube_version_like_a_released_
     # A helm built without its release ldflags assumes Kubernetes 1.20 and refuses the chart.
     proc = helm("template", RELEASE, str(CHART), check=False)
     assert proc.returncode == 0, proc.stderr
-    version = helm("version", "--template", "{{ .GitCommit }}").stdout
-    assert len(version) == 40, version
+    # The release stamps are there. Its git commit is stamped only when the Go module proxy
+    # records the module's origin, which not every proxy does: not checked.
+    stamps = helm("version", "--template", "{{ .Version }} {{ .GitTreeState }}").stdout
+    assert re.fullmatch(r"v3\.\d+\.\d+ clean", stamps), stamps
 
 
 def test_the_operator_is_named_by_its_pod_not_by_a_user_name_its_uid_may_not_have() -> None:

@@ -153,8 +153,10 @@ class WorkflowController:
     # ------------------------------------------------------------ events from the watches
 
     def workflow_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """The view has taken the event in; a deletion forgets the Workflow unless another
+        of the same name was made since (its events may come first)."""
         key = WorkflowObject.from_body(body).key
-        if event_type == DELETED:
+        if event_type == DELETED and self._view.workflow(key) is None:
             self.forget(key)
         else:
             self._queue.add(key)

@@ -1,13 +1,14 @@
-"""kopf wiring of the Workflow controller: an index and a raw-event handler for Workflows,
-which only hand what they see to the controller's work queue; run events reach it from the
-run watch (`kdag.operator.handlers`).
+"""kopf wiring of the Workflow controller: a raw-event handler for Workflows, which only
+keeps what it sees (`kdag.operator.workflow_store`) and adds the Workflow's key to the
+controller's work queue; run events reach it from the run watch (`kdag.operator.handlers`).
 
-The controller reads Workflows from a kopf index, which kopf fills from a complete listing
-before any handler runs, and runs from `kdag.operator.workflow_runs`, whose `complete` every
-pass awaits; keys reach the queue only from events, and timers only from passes, so a
-restarted operator never schedules from a partial view.
+The controller reads each Workflow from the store, as its own latest event left it, and runs
+from `kdag.operator.workflow_runs`, whose `complete` every pass awaits; keys reach the queue
+only from events, and timers only from passes, so a restarted operator never schedules from
+a partial view. No kopf index: kopf would hold every handler back for good once a served
+namespace's watch stopped before it listed (`workflow_store` says how).
 
-Raw-event handlers and indexes make kopf write nothing onto Workflows. Older versions ran a
+A raw-event handler makes kopf write nothing onto Workflows. Older versions ran a
 `kopf.daemon` per scheduled Workflow, for which kopf put its finalizer on the Workflow;
 with no daemon or change handler left for Workflows, kopf removes that finalizer from every
 Workflow it sees (a Workflow being deleted included), so an upgraded operator strands none.
@@ -15,7 +16,7 @@ Workflow it sees (a Workflow being deleted included), so an upgraded operator st
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,23 +28,23 @@ from kdag.operator.app import Operator
 from kdag.operator.workflow_controller import WorkflowController
 from kdag.operator.workflow_objects import WorkflowKey, WorkflowObject
 from kdag.operator.workflow_runs import WorkflowRuns
+from kdag.operator.workflow_store import WorkflowStore
 
 WORKFLOWS_RESOURCE = (GROUP, VERSION, WORKFLOWS)
 MEMO_KEY = "kdag_workflow_controller"
-# kopf names an index after its function and passes it to handlers under that name.
-WORKFLOWS_INDEX = "kdag_workflows"
+STORE_KEY = "kdag_workflow_store"
 
 
 @dataclass(frozen=True)
-class IndexedWorkflows:
-    """The controller's view: kopf's Workflow index, live (kopf updates it in place), and
-    the runs kept from the run watch."""
+class WatchedWorkflows:
+    """The controller's view: the Workflows the watch showed, and the runs kept from the
+    run watch."""
 
-    workflows: Mapping[WorkflowKey, Iterable[WorkflowObject]]
+    workflows: WorkflowStore
     workflow_runs: WorkflowRuns
 
     def workflow(self, key: WorkflowKey) -> WorkflowObject | None:
-        return next(iter(self.workflows.get(key, ())), None)
+        return self.workflows.workflow(key)
 
     def runs(self, key: WorkflowKey) -> Iterable[ObservedRun]:
         return self.workflow_runs.runs(key)
@@ -58,12 +59,10 @@ def _controller(memo: kopf.Memo) -> WorkflowController:
 
 
 @kopf.on.startup()
-async def start_workflow_controller(memo: kopf.Memo, **kwargs: Any) -> None:
+async def start_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
     app: Operator = memo["kdag"]
-    view = IndexedWorkflows(
-        cast(Mapping[WorkflowKey, Iterable[WorkflowObject]], kwargs[WORKFLOWS_INDEX]),
-        app.workflow_runs,
-    )
+    store = WorkflowStore()
+    view = WatchedWorkflows(store, app.workflow_runs)
     controller = WorkflowController(
         app.kube,
         view,
@@ -72,8 +71,10 @@ async def start_workflow_controller(memo: kopf.Memo, **kwargs: Any) -> None:
         owns=app.owns_workflows,
     )
     memo[MEMO_KEY] = controller
+    memo[STORE_KEY] = store
     app.pausables.append((controller.pause, controller.resume))
-    app.workflows_gained = lambda: controller.take_over(view.workflows.keys())
+    app.pausables.append((_forgetting(store), lambda: None))
+    app.workflows_gained = lambda: controller.take_over(store.keys())
     app.run_changed = controller.run_changed
     app.workflow_runs.on_listed = controller.runs_listed
     controller.start()
@@ -86,16 +87,21 @@ async def stop_workflow_controller(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
 
 
-# An index handler is `async` though it never awaits: kopf runs a plain function in a
-# thread for every event.
-@kopf.index(*WORKFLOWS_RESOURCE, id=WORKFLOWS_INDEX)
-async def kdag_workflows(body: kopf.Body, **_: Any) -> dict[WorkflowKey, WorkflowObject]:
-    workflow = WorkflowObject.from_body(body)
-    return {workflow.key: workflow}
+def _forgetting(store: WorkflowStore) -> Callable[[], Awaitable[None]]:
+    """Paused by kopf peering: resuming, kopf lists every Workflow again, so a Workflow
+    deleted meanwhile is not kept."""
+
+    async def forget() -> None:
+        store.clear()
+
+    return forget
 
 
 @kopf.on.event(*WORKFLOWS_RESOURCE)
 async def workflow_status_on_workflow_event(
     event: kopf.RawEvent, memo: kopf.Memo, **_: Any
 ) -> None:
-    _controller(memo).workflow_changed(event["type"], cast(Mapping[str, Any], event["object"]))
+    body = cast(Mapping[str, Any], event["object"])
+    store: WorkflowStore = memo[STORE_KEY]
+    store.observe(event["type"], body)
+    _controller(memo).workflow_changed(event["type"], body)

@@ -51,8 +51,8 @@ class WorkflowObject:
 
 class WorkflowView(Protocol):
     """What the watches show of Workflows and their runs, always the latest. Workflows come
-    from a kopf index, which kopf fills from a full listing before any handler runs; runs
-    from `kdag.operator.workflow_runs`, whole once `complete` says so."""
+    from `kdag.operator.workflow_store`, as their latest event showed them; runs from
+    `kdag.operator.workflow_runs`, whole once `complete` says so."""
 
     def workflow(self, key: WorkflowKey) -> WorkflowObject | None: ...
 

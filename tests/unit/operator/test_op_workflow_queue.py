@@ -152,6 +152,7 @@ def test_deleting_a_workflow_forgets_it_and_its_timer() -> None:
         await until(lambda: controller.queue.idle and bool(controller.passes))
         seen["due"] = controller.due_at(KEY)
         seen["status"] = controller.current_status(WorkflowObject.from_body(body))
+        del h.api.workflows["etl"]  # the view has taken the deletion in
         controller.workflow_changed("DELETED", body)
         await controller.stop()
 
@@ -161,6 +162,31 @@ def test_deleting_a_workflow_forgets_it_and_its_timer() -> None:
     assert controller.due_at(KEY) is None
     # The body the watch showed, older than our write: our write is forgotten with it.
     assert controller.current_status(WorkflowObject.from_body(body)) == {}
+
+
+def test_an_old_workflows_deletion_seen_after_one_of_the_same_name_was_made_keeps_its_timer() -> (
+    None
+):
+    """kopf handles each object's events apart: the old Workflow's deletion may come after
+    the new one's first event, and must not forget the new one's schedule."""
+    h = Harness()
+    h.apply("etl", spec(cron="0 * * * *"))
+    controller = h.controller
+    old = copy.deepcopy(h.api.workflows["etl"])
+    old["metadata"]["uid"] = "the-old-one"
+    seen: dict[str, object] = {}
+
+    async def scenario() -> None:
+        controller.start()
+        controller.workflow_changed(None, h.api.workflows["etl"])
+        await until(lambda: controller.queue.idle and bool(controller.passes))
+        controller.workflow_changed("DELETED", old)  # the view still shows the new one
+        await until(lambda: controller.queue.idle)
+        seen["due"] = controller.due_at(KEY)
+        await controller.stop()
+
+    run(scenario)
+    assert seen["due"] == TICK
 
 
 # -- timers and backoff
