@@ -65,3 +65,28 @@ def test_a_small_runs_create_is_not_queued_behind_a_wide_runs_whole_pass() -> No
     asyncio.run(both())
     assert len(kube.served) == 25
     assert kube.served.index("small") <= 5  # at the first freed slot, not the 25th
+
+
+class CountingKube(PooledKube):
+    """Also records the most asyncio tasks alive while any create is being served."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.most_tasks = 0
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        self.most_tasks = max(self.most_tasks, len(asyncio.all_tasks()))
+        return await super().create_job(namespace, manifest)
+
+
+def test_a_wide_runs_creates_wait_in_as_many_lanes_as_there_are_slots_not_one_task_each() -> None:
+    h = Harness(job_requests_in_flight=3)
+    kube = CountingKube(workers=4)
+    h.kube = kube
+    h.reconciler = h._new_reconciler()
+    key = h.create_run(run_body(nodes=[{"name": "fan", "forEach": [str(i) for i in range(200)]}]))
+    h.reconcile(key)
+    assert len(kube.served) == 200
+    assert kube.most_in_flight == 3
+    # The pass itself and its three lanes (one task per Job before: 200 and more).
+    assert kube.most_tasks <= 3 + 2
