@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from kdag.api import (
@@ -184,21 +185,10 @@ class PassState:
         """
         if self.views is None:
             keys = self.by_template or self.keys_by_template()
-            self.views = NodeViews(self._view_of, keys)
+            # Not a bound method: a view referring back to the pass would make the pass a
+            # reference cycle, kept with its Job manifests until the garbage collector ran.
+            self.views = NodeViews(partial(_view_of, self.specs, self.nodes), keys)
         return self.views
-
-    def _view_of(self, name: str, keys: list[str]) -> dict[str, Any] | None:
-        spec = self.specs.get(name)
-        if spec is None or not keys:
-            return None
-        statuses = [self.nodes[k] for k in keys]
-        if spec.fans_out:
-            merged: dict[str, list[str]] = {}
-            for ns in statuses:
-                for out_key, value in (ns.outputs or {}).items():
-                    merged.setdefault(out_key, []).append(value)
-            return {"phase": aggregate_phase(statuses), "outputs": merged}
-        return {"phase": str(statuses[0].phase), "outputs": statuses[0].outputs or {}}
 
     def run_view(self) -> dict[str, str]:
         ending = self.status.ending_phase
@@ -237,6 +227,23 @@ class PassState:
         if self.by_attempt is None:
             self.by_attempt = {(j.instance, j.attempt): n for n, j in self.observed.jobs.items()}
         return self.by_attempt.get((key, ns.attempt), name)
+
+
+def _view_of(
+    specs: Mapping[str, NodeSpec], nodes: dict[str, NodeStatus], name: str, keys: list[str]
+) -> dict[str, Any] | None:
+    """What templates and `when` see of one workflow node (see `PassState.node_views`)."""
+    spec = specs.get(name)
+    if spec is None or not keys:
+        return None
+    statuses = [nodes[k] for k in keys]
+    if spec.fans_out:
+        merged: dict[str, list[str]] = {}
+        for ns in statuses:
+            for out_key, value in (ns.outputs or {}).items():
+                merged.setdefault(out_key, []).append(value)
+        return {"phase": aggregate_phase(statuses), "outputs": merged}
+    return {"phase": str(statuses[0].phase), "outputs": statuses[0].outputs or {}}
 
 
 def item_of(key: str, ns: NodeStatus) -> str | None:
