@@ -21,6 +21,7 @@ class FairShare:
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
         self._free = capacity
         # Waiting requests per run, the runs in the order they are served next.
         self._waiting: dict[Hashable, deque[asyncio.Future[None]]] = {}

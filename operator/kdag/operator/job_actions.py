@@ -64,8 +64,6 @@ class JobActions:
         self._metrics = metrics
         self._clock = clock
         self._share = FairShare(requests_in_flight)
-        # A run alone may use every slot, and waits in the share with no more requests.
-        self._lanes = requests_in_flight
 
     async def apply_plan(
         self,
@@ -127,7 +125,9 @@ class JobActions:
                 except Exception as exc:  # kept, as gather's return_exceptions did
                     outcomes[index] = exc
 
-        await asyncio.gather(*(lane() for _ in range(min(self._lanes, len(requests)))))
+        # A run alone may use every slot, and waits in the share with no more requests.
+        lanes = min(self._share.capacity, len(requests))
+        await asyncio.gather(*(lane() for _ in range(lanes)))
         return outcomes
 
     async def _create(self, key: RunKey, run: ParsedRun, action: CreateJob) -> str | None:

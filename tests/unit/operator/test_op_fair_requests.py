@@ -8,7 +8,11 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from conftest import FakeKube, Harness, run_body
+
+from kdag.engine.model import ANNOTATION_INSTANCE
+from kdag.operator.kube import KubeError
 
 
 class PooledKube(FakeKube):
@@ -90,3 +94,32 @@ def test_a_wide_runs_creates_wait_in_as_many_lanes_as_there_are_slots_not_one_ta
     assert kube.most_in_flight == 3
     # The pass itself and its three lanes (one task per Job before: 200 and more).
     assert kube.most_tasks <= 3 + 2
+
+
+class OneFailingKube(PooledKube):
+    """Answers one chosen create with a 500, as an overloaded API server does."""
+
+    def __init__(self, workers: int, failing: str) -> None:
+        super().__init__(workers)
+        self._failing = failing
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        if manifest["metadata"]["annotations"][ANNOTATION_INSTANCE] == self._failing:
+            raise KubeError(500, "InternalError", "etcdserver: request timed out")
+        return await super().create_job(namespace, manifest)
+
+
+def test_a_create_the_server_fails_does_not_stop_its_lane_and_the_pass_fails_to_be_retried() -> (
+    None
+):
+    h = Harness(job_requests_in_flight=2)
+    kube = OneFailingKube(workers=4, failing="fan[1]")
+    h.kube = kube
+    h.reconciler = h._new_reconciler()
+    key = h.create_run(run_body(nodes=[{"name": "fan", "forEach": [str(i) for i in range(10)]}]))
+    with pytest.raises(KubeError):
+        h.reconcile(key)
+    # Every other create was still made; the status was not written, so the next pass plans
+    # the same starts again and adopts the Jobs that exist.
+    assert len(kube.served) == 9
+    assert not kube.status_patches
